@@ -1,0 +1,34 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "netuse",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "netused", targets: ["netused"]),
+        .executable(name: "netusectl", targets: ["netusectl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
+        .systemLibrary(name: "CLinux"),
+        .target(name: "NetUseCore", dependencies: ["CLinux"]),
+        .target(name: "Redirector", dependencies: ["NetUseCore", "CLinux"]),
+        .target(name: "Backends", dependencies: ["Redirector", "NetUseCore", "CLinux"]),
+        .target(name: "FUSEBridge", dependencies: ["Redirector", "CFuse"]),
+        .target(name: "NetUseDaemon", dependencies: ["NetUseCore", "Redirector", "Backends", "FUSEBridge"]),
+        .executableTarget(name: "netused", dependencies: [
+            "NetUseDaemon",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "netusectl", dependencies: [
+            "NetUseCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "NetUseCoreTests", dependencies: ["NetUseCore"]),
+        .testTarget(name: "RedirectorTests", dependencies: ["Redirector"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,27 @@
+#ifndef NETUSE_CLINUX_SHIM_H
+#define NETUSE_CLINUX_SHIM_H
+// Linux calls that Swift's Glibc module hides behind _GNU_SOURCE.
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define NETUSE_O_PATH 010000000
+
+#define NETUSE_RENAME_NOREPLACE (1u << 0)
+#define NETUSE_RENAME_EXCHANGE  (1u << 1)
+
+static inline int netuse_renameat2(int olddirfd, const char *oldpath,
+                                   int newdirfd, const char *newpath, unsigned int flags) {
+    return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, flags);
+}
+
+/// SO_PEERCRED without struct ucred (which needs _GNU_SOURCE).
+static inline int netuse_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
+    struct { pid_t pid; uid_t uid; gid_t gid; } cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, 17 /* SO_PEERCRED */, &cred, &len) != 0) return -1;
+    *pid = cred.pid; *uid = cred.uid; *gid = cred.gid;
+    return 0;
+}
+#endif

@@ -1,0 +1,71 @@
+import CFuse
+import Glibc
+import NetUseCore
+import Redirector
+
+/// One drive's FUSE session: mounted at creation, served by libfuse's multi-threaded loop
+/// on threads of its own, torn down by `close` once the kernel has let go of it.
+public final class FUSEMount: @unchecked Sendable {
+    // @unchecked: the session pointer is written once here and used by the loop thread and
+    // by `close`, which runs only after that thread has ended.
+    public let mountpoint: String
+    private let session: OpaquePointer
+    private let context: Unmanaged<Redirector>
+    private let loop: SystemThread
+
+    /// How long the kernel may trust attributes and names without asking again.
+    static let cacheTimeout = 1.0
+
+    public init(redirector: Redirector, mountpoint: String, fileSystemName: String, allowOther: Bool) throws(Errno) {
+        self.mountpoint = mountpoint
+        // Commas separate mount options; libfuse's option parser takes "\," for a literal one.
+        var options = "fsname=\(fileSystemName.replacing(",", with: "\\,")),subtype=netuse,default_permissions"
+        if allowOther { options += ",allow_other" }
+        let strings = ["netused", "-o", options]
+        let argv = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: strings.count + 1)
+        for (index, string) in strings.enumerated() { argv[index] = strdup(string) }
+        argv[strings.count] = nil
+        defer {
+            for index in 0..<strings.count { free(argv[index]) }
+            argv.deallocate()
+        }
+        var args = fuse_args(argc: Int32(strings.count), argv: argv, allocated: 0)
+        var operations = FUSEOperations.table()
+        context = Unmanaged.passRetained(redirector)
+        guard let session = fuse_session_new(&args, &operations, MemoryLayout<fuse_lowlevel_ops>.size, context.toOpaque()) else {
+            fuse_opt_free_args(&args)
+            context.release()
+            throw Errno(EINVAL)
+        }
+        fuse_opt_free_args(&args)
+        guard fuse_session_mount(session, mountpoint) == 0 else {
+            fuse_session_destroy(session)
+            context.release()
+            throw Errno(EIO)
+        }
+        self.session = session
+        let sessionAddress = UInt(bitPattern: session)
+        loop = SystemThread {
+            let session = OpaquePointer(bitPattern: sessionAddress)!
+            let config = fuse_loop_cfg_create()
+            fuse_loop_cfg_set_max_threads(config, 16)
+            fuse_loop_cfg_set_clone_fd(config, 0)
+            _ = fuse_session_loop_mt(session, config)
+            fuse_loop_cfg_destroy(config)
+        }
+    }
+
+    /// Waits for the loop to end (the mount is gone, or the kernel connection closed),
+    /// then frees the session. Call once, after `MountTable.unmount` succeeded.
+    public func close() {
+        loop.join()
+        fuse_session_unmount(session)
+        fuse_session_destroy(session)
+        context.release()
+    }
+
+    /// For shutdown with users still on the drive: detached mounts end with the process.
+    public func abandon() {
+        fuse_session_exit(session)
+    }
+}

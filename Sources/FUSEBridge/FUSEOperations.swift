@@ -1,0 +1,273 @@
+import CFuse
+import Glibc
+import NetUseCore
+import Redirector
+
+/// libfuse's low-level callbacks, each turned into one Redirector call and one reply.
+/// Callbacks run on libfuse worker threads; pointers they receive live only for the call.
+enum FUSEOperations {
+    static func table() -> fuse_lowlevel_ops {
+        var ops = fuse_lowlevel_ops()
+        ops.`init` = { _, connection in
+            // Large requests: libfuse caps max_write at its buffer (1 MiB) and asks the
+            // kernel for as many pages per request.
+            connection?.pointee.max_write = 1 << 20
+            connection?.pointee.max_readahead = 1 << 20
+        }
+        ops.lookup = { request, parent, name in
+            entryReply(request!) { try $0.lookup(parent: parent, name: String(cString: name!)) }
+        }
+        ops.forget = { request, node, count in
+            redirector(request!).forget(node, count: count)
+            fuse_reply_none(request)
+        }
+        ops.forget_multi = { request, count, forgets in
+            let redirector = redirector(request!)
+            for index in 0..<count {
+                redirector.forget(forgets![index].ino, count: forgets![index].nlookup)
+            }
+            fuse_reply_none(request)
+        }
+        ops.getattr = { request, node, info in
+            let handle = info.map { $0.pointee.fh }
+            attributesReply(request!) { try $0.attributes(of: node, handle: handle) }
+        }
+        ops.setattr = { request, node, attributes, toSet, info in
+            let changes = attributeChanges(attributes!.pointee, toSet: toSet)
+            let handle = info.map { $0.pointee.fh }
+            attributesReply(request!) { try $0.setAttributes(changes, of: node, handle: handle) }
+        }
+        ops.readlink = { request, node in
+            do {
+                let target = try redirector(request!).readLink(node)
+                fuse_reply_readlink(request, target)
+            } catch {
+                fuse_reply_err(request, code(error))
+            }
+        }
+        ops.mknod = { request, parent, name, mode, device in
+            let caller = caller(request!)
+            entryReply(request!) { try $0.makeNode(parent: parent, name: String(cString: name!), mode: mode, device: device, caller: caller) }
+        }
+        ops.mkdir = { request, parent, name, mode in
+            let caller = caller(request!)
+            entryReply(request!) { try $0.makeDirectory(parent: parent, name: String(cString: name!), mode: mode, caller: caller) }
+        }
+        ops.unlink = { request, parent, name in
+            errorReply(request!) { try $0.unlink(parent: parent, name: String(cString: name!)) }
+        }
+        ops.rmdir = { request, parent, name in
+            errorReply(request!) { try $0.removeDirectory(parent: parent, name: String(cString: name!)) }
+        }
+        ops.symlink = { request, target, parent, name in
+            let caller = caller(request!)
+            entryReply(request!) { try $0.symlink(target: String(cString: target!), parent: parent, name: String(cString: name!), caller: caller) }
+        }
+        ops.rename = { request, parent, name, newParent, newName, flags in
+            let known = RenameFlags.noReplace.rawValue | RenameFlags.exchange.rawValue
+            guard flags & ~known == 0 else {
+                fuse_reply_err(request, EINVAL)
+                return
+            }
+            errorReply(request!) {
+                try $0.rename(parent: parent, name: String(cString: name!), to: newParent,
+                              newName: String(cString: newName!), flags: RenameFlags(rawValue: flags))
+            }
+        }
+        ops.link = { request, node, newParent, newName in
+            entryReply(request!) { try $0.link(node, parent: newParent, name: String(cString: newName!)) }
+        }
+        ops.open = { request, node, info in
+            do {
+                info!.pointee.fh = try redirector(request!).open(node, flags: info!.pointee.flags, caller: caller(request!))
+                fuse_reply_open(request, info)
+            } catch {
+                fuse_reply_err(request, code(error))
+            }
+        }
+        ops.create = { request, parent, name, mode, info in
+            do {
+                let (entry, handle) = try redirector(request!).create(
+                    parent: parent, name: String(cString: name!), flags: info!.pointee.flags, mode: mode, caller: caller(request!))
+                info!.pointee.fh = handle
+                var parameters = entryParameters(entry)
+                fuse_reply_create(request, &parameters, info)
+            } catch {
+                fuse_reply_err(request, code(error))
+            }
+        }
+        ops.read = { request, _, size, offset, info in
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
+            defer { buffer.deallocate() }
+            do {
+                let count = try redirector(request!).read(info!.pointee.fh, into: buffer, at: offset)
+                fuse_reply_buf(request, buffer.baseAddress?.assumingMemoryBound(to: CChar.self), count)
+            } catch {
+                fuse_reply_err(request, code(error))
+            }
+        }
+        ops.write = { request, _, data, size, offset, info in
+            do {
+                let count = try redirector(request!).write(info!.pointee.fh, from: UnsafeRawBufferPointer(start: data, count: size), at: offset)
+                fuse_reply_write(request, count)
+            } catch {
+                fuse_reply_err(request, code(error))
+            }
+        }
+        ops.flush = { request, _, _ in
+            // Writes go through to the share as they arrive: nothing is held back to flush.
+            fuse_reply_err(request, 0)
+        }
+        ops.fsync = { request, _, dataOnly, info in
+            let handle = info!.pointee.fh
+            errorReply(request!) { try $0.sync(handle, dataOnly: dataOnly != 0) }
+        }
+        ops.release = { request, _, info in
+            redirector(request!).release(info!.pointee.fh)
+            fuse_reply_err(request, 0)
+        }
+        ops.opendir = { request, node, info in
+            do {
+                info!.pointee.fh = try redirector(request!).openDirectory(node)
+                fuse_reply_open(request, info)
+            } catch {
+                fuse_reply_err(request, code(error))
+            }
+        }
+        ops.readdir = { request, node, size, offset, info in
+            readDirectory(request!, node: node, size: size, offset: offset, handle: info!.pointee.fh, plus: false)
+        }
+        ops.readdirplus = { request, node, size, offset, info in
+            readDirectory(request!, node: node, size: size, offset: offset, handle: info!.pointee.fh, plus: true)
+        }
+        ops.releasedir = { request, _, info in
+            redirector(request!).releaseDirectory(info!.pointee.fh)
+            fuse_reply_err(request, 0)
+        }
+        ops.fsyncdir = { request, _, _, _ in
+            fuse_reply_err(request, 0)
+        }
+        ops.statfs = { request, _ in
+            do {
+                var statistics = try redirector(request!).statistics()
+                fuse_reply_statfs(request, &statistics)
+            } catch {
+                fuse_reply_err(request, code(error))
+            }
+        }
+        return ops
+    }
+}
+
+// Free functions, not static members: a closure that becomes a C function pointer
+// may not capture anything, not even the enclosing type.
+
+private func redirector(_ request: fuse_req_t) -> Redirector {
+    Unmanaged<Redirector>.fromOpaque(fuse_req_userdata(request)!).takeUnretainedValue()
+}
+
+/// The errno to answer; Redirector calls throw only Errno.
+private func code(_ error: any Error) -> Int32 { (error as? Errno)?.rawValue ?? EIO }
+
+private func caller(_ request: fuse_req_t) -> Caller {
+    let context = fuse_req_ctx(request)!.pointee
+    return Caller(uid: context.uid, gid: context.gid, pid: context.pid)
+}
+
+private func entryParameters(_ entry: Redirector.Entry) -> fuse_entry_param {
+    var parameters = fuse_entry_param()
+    parameters.ino = entry.node
+    parameters.attr = entry.attributes
+    parameters.attr_timeout = FUSEMount.cacheTimeout
+    parameters.entry_timeout = FUSEMount.cacheTimeout
+    return parameters
+}
+
+private func entryReply(_ request: fuse_req_t, _ body: (Redirector) throws -> Redirector.Entry) {
+    do {
+        var parameters = entryParameters(try body(redirector(request)))
+        fuse_reply_entry(request, &parameters)
+    } catch {
+        fuse_reply_err(request, code(error))
+    }
+}
+
+private func attributesReply(_ request: fuse_req_t, _ body: (Redirector) throws -> stat) {
+    do {
+        var attributes = try body(redirector(request))
+        fuse_reply_attr(request, &attributes, FUSEMount.cacheTimeout)
+    } catch {
+        fuse_reply_err(request, code(error))
+    }
+}
+
+private func errorReply(_ request: fuse_req_t, _ body: (Redirector) throws -> Void) {
+    do {
+        try body(redirector(request))
+        fuse_reply_err(request, 0)
+    } catch {
+        fuse_reply_err(request, code(error))
+    }
+}
+
+private func attributeChanges(_ attributes: stat, toSet: Int32) -> AttributeChanges {
+    var changes = AttributeChanges()
+    if toSet & FUSE_SET_ATTR_MODE != 0 { changes.mode = attributes.st_mode }
+    if toSet & FUSE_SET_ATTR_UID != 0 { changes.uid = attributes.st_uid }
+    if toSet & FUSE_SET_ATTR_GID != 0 { changes.gid = attributes.st_gid }
+    if toSet & FUSE_SET_ATTR_SIZE != 0 { changes.size = attributes.st_size }
+    if toSet & FUSE_SET_ATTR_ATIME_NOW != 0 {
+        changes.accessTime = AttributeChanges.timeNow
+    } else if toSet & FUSE_SET_ATTR_ATIME != 0 {
+        changes.accessTime = attributes.st_atim
+    }
+    if toSet & FUSE_SET_ATTR_MTIME_NOW != 0 {
+        changes.modificationTime = AttributeChanges.timeNow
+    } else if toSet & FUSE_SET_ATTR_MTIME != 0 {
+        changes.modificationTime = attributes.st_mtim
+    }
+    return changes
+}
+
+/// Serves a READDIR or READDIRPLUS from the snapshot taken at opendir; entry i has
+/// offset i + 1. READDIRPLUS hands the kernel a node reference per entry, so one is
+/// counted only for an entry that fits in the reply.
+private func readDirectory(_ request: fuse_req_t, node: UInt64, size: Int, offset: off_t, handle: UInt64, plus: Bool) {
+    let redirector = redirector(request)
+    let entries: [DirectoryEntry]
+    do {
+        entries = try redirector.directoryEntries(handle)
+    } catch {
+        fuse_reply_err(request, code(error))
+        return
+    }
+    let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: size)
+    defer { buffer.deallocate() }
+    var used = 0
+    var index = Int(offset)
+    while index < entries.count {
+        let entry = entries[index]
+        let next = off_t(index + 1)
+        let added: Int
+        if plus {
+            let needed = fuse_add_direntry_plus(request, nil, 0, entry.name, nil, 0)
+            if needed > size - used { break }
+            var parameters = fuse_entry_param()
+            if entry.name == "." || entry.name == ".." {
+                parameters.attr.st_ino = entry.attributes.st_ino
+                parameters.attr.st_mode = entry.attributes.st_mode
+            } else {
+                parameters = entryParameters(Redirector.Entry(
+                    node: redirector.remember(parent: node, name: entry.name), attributes: entry.attributes))
+            }
+            added = fuse_add_direntry_plus(request, buffer + used, size - used, entry.name, &parameters, next)
+        } else {
+            var attributes = entry.attributes
+            added = fuse_add_direntry(request, buffer + used, size - used, entry.name, &attributes, next)
+            if added > size - used { break }
+        }
+        used += added
+        index += 1
+    }
+    fuse_reply_buf(request, buffer, used)
+}

@@ -1,0 +1,81 @@
+import CLinux
+import Glibc
+
+/// The few Unix stream socket calls the control channel needs, with errors as `Errno`.
+public enum UnixSocket {
+    public struct Peer: Sendable {
+        public let pid: pid_t
+        public let uid: uid_t
+        public let gid: gid_t
+    }
+
+    public static func listen(path: String, mode: mode_t, backlog: Int32 = 128) throws(Errno) -> Int32 {
+        let fd = try systemCall { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        do {
+            try withAddress(path) { (address, length) throws(Errno) in
+                _ = try systemCall { bind(fd, address, length) }
+            }
+            _ = try systemCall { chmod(path, mode) }
+            _ = try systemCall { Glibc.listen(fd, backlog) }
+        } catch {
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    public static func connect(path: String) throws(Errno) -> Int32 {
+        let fd = try systemCall { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        do {
+            try withAddress(path) { (address, length) throws(Errno) in
+                _ = try systemCall { Glibc.connect(fd, address, length) }
+            }
+        } catch {
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    public static func accept(_ listener: Int32) throws(Errno) -> Int32 {
+        let fd = try systemCall { Glibc.accept(listener, nil, nil) }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        return fd
+    }
+
+    public static func peer(of fd: Int32) throws(Errno) -> Peer {
+        var pid: pid_t = 0, uid: uid_t = 0, gid: gid_t = 0
+        _ = try systemCall { netuse_peer_credentials(fd, &pid, &uid, &gid) }
+        return Peer(pid: pid, uid: uid, gid: gid)
+    }
+
+    /// Writes every byte; MSG_NOSIGNAL so a client that hung up costs an EPIPE, not the daemon.
+    public static func send(_ fd: Int32, _ bytes: [UInt8]) throws(Errno) {
+        var offset = 0
+        while offset < bytes.count {
+            let sent = try systemCall {
+                bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            }
+            offset += sent
+        }
+    }
+
+    private static func withAddress(
+        _ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) throws(Errno) -> Void
+    ) throws(Errno) {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard bytes.count < capacity else { throw Errno(ENAMETOOLONG) }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        try withUnsafePointer(to: &address) { (pointer) throws(Errno) in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (generic) throws(Errno) in
+                try body(generic, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+    }
+}

@@ -1,0 +1,67 @@
+import Glibc
+import NetUseCore
+
+/// The control socket: one thread accepts, one thread per client reads request lines and
+/// answers each with one response line. A bad request costs its sender an error reply,
+/// never the daemon or another client.
+final class ControlServer: Sendable {
+    let path: String
+    private let listener: Int32
+    private let drives: DriveManager
+
+    init(path: String, mode: mode_t, drives: DriveManager) throws(Errno) {
+        self.path = path
+        self.drives = drives
+        listener = try UnixSocket.listen(path: path, mode: mode)
+    }
+
+    func start() {
+        SystemThread.detach { [self] in
+            while true {
+                guard let client = try? UnixSocket.accept(listener) else { continue }
+                SystemThread.detach { [self] in serve(client) }
+            }
+        }
+    }
+
+    func stop() {
+        unlink(path)
+    }
+
+    private func serve(_ client: Int32) {
+        defer { close(client) }
+        guard let peer = try? UnixSocket.peer(of: client) else { return }
+        var reader = LineReader(fd: client, limit: ControlProtocol.maxRequestLine)
+        while true {
+            let response: ControlResponse
+            switch (try? reader.next()) ?? .end {
+            case .end:
+                return
+            case .tooLong:
+                response = ControlResponse(error: NetError(.invalidParameter, detail: [
+                    "The request is longer than \(ControlProtocol.maxRequestLine) bytes."]))
+            case .line(let line):
+                if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\t") }) { continue }
+                response = handle(line, from: peer)
+            }
+            guard (try? UnixSocket.send(client, response.encodedLine())) != nil else { return }
+        }
+    }
+
+    func handle(_ line: [UInt8], from peer: UnixSocket.Peer) -> ControlResponse {
+        do throws(NetError) {
+            switch try ControlOperation(line: line) {
+            case .use(let choice, let remote, let options):
+                return ControlResponse(drive: try drives.use(choice, remote: remote, options: options, caller: peer))
+            case .delete(let letter):
+                try drives.delete(letter, caller: peer)
+                return ControlResponse()
+            case .list:
+                return ControlResponse(drives: drives.list(caller: peer))
+            }
+        } catch {
+            Log.debug("request from uid \(peer.uid) refused: \(error.code.rawValue) \(error.detail.joined(separator: " "))")
+            return ControlResponse(error: error)
+        }
+    }
+}

@@ -1,0 +1,27 @@
+import Backends
+import Glibc
+import FUSEBridge
+import NetUseCore
+import Redirector
+
+/// One connection: a letter, its share, its owner, and the FUSE mount that serves it.
+final class Drive: Sendable {
+    let letter: DriveLetter
+    let remote: Remote
+    let owner: uid_t
+    let redirector: Redirector
+    let mount: FUSEMount
+
+    init(letter: DriveLetter, remote: Remote, owner: uid_t, redirector: Redirector, mount: FUSEMount) {
+        self.letter = letter
+        self.remote = remote
+        self.owner = owner
+        self.redirector = redirector
+        self.mount = mount
+    }
+
+    var status: DriveStatus {
+        DriveStatus(letter: letter.description, remote: remote.description, mountpoint: mount.mountpoint,
+                    status: "OK", owner: owner, openHandles: redirector.openHandleCount)
+    }
+}

@@ -1,0 +1,33 @@
+import NetUseCore
+
+/// One FUSE open: one kernel open file description, known to the kernel by its `fh`.
+public struct FileHandle: Sendable {
+    public let node: UInt64
+    public let backend: BackendHandle
+    /// Who opened it; the active-process check reports these.
+    public let opener: Caller
+}
+
+/// The live FileHandles of one drive, by `fh`.
+struct FileHandleTable {
+    private var handles: [UInt64: FileHandle] = [:]
+    private var nextID: UInt64 = 1
+
+    var count: Int { handles.count }
+
+    mutating func insert(_ handle: FileHandle) -> UInt64 {
+        let id = nextID
+        nextID += 1
+        handles[id] = handle
+        return id
+    }
+
+    subscript(id: UInt64) -> FileHandle? { handles[id] }
+
+    mutating func remove(_ id: UInt64) -> FileHandle? { handles.removeValue(forKey: id) }
+
+    mutating func removeAll() -> [FileHandle] {
+        defer { handles.removeAll() }
+        return Array(handles.values)
+    }
+}

@@ -1,0 +1,88 @@
+import Glibc
+import NetUseCore
+
+/// Who asked for an operation, as the kernel tells the FUSE session.
+public struct Caller: Sendable, Equatable {
+    public let uid: uid_t
+    public let gid: gid_t
+    public let pid: pid_t
+
+    public init(uid: uid_t, gid: gid_t, pid: pid_t) {
+        self.uid = uid
+        self.gid = gid
+        self.pid = pid
+    }
+}
+
+/// One handle open on the share; what it means belongs to the backend (a descriptor, an SMB fid).
+public struct BackendHandle: Hashable, Sendable {
+    public let rawValue: Int64
+    public init(_ rawValue: Int64) { self.rawValue = rawValue }
+}
+
+/// A SETATTR: only the fields that are set change. Times may be UTIME_NOW or UTIME_OMIT.
+public struct AttributeChanges: Sendable {
+    public var mode: mode_t?
+    public var uid: uid_t?
+    public var gid: gid_t?
+    public var size: off_t?
+    public var accessTime: timespec?
+    public var modificationTime: timespec?
+
+    public init() {}
+
+    /// utimensat's UTIME_NOW and UTIME_OMIT, which Glibc's Swift module does not import.
+    public static let timeNow = timespec(tv_sec: 0, tv_nsec: (1 << 30) - 1)
+    public static let timeOmit = timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2)
+
+    public var changesTimes: Bool { accessTime != nil || modificationTime != nil }
+}
+
+public struct DirectoryEntry: Sendable {
+    public let name: String
+    public let attributes: stat
+
+    public init(name: String, attributes: stat) {
+        self.name = name
+        self.attributes = attributes
+    }
+}
+
+public struct RenameFlags: OptionSet, Sendable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    public static let noReplace = RenameFlags(rawValue: 1 << 0)
+    public static let exchange = RenameFlags(rawValue: 1 << 1)
+}
+
+/// A share, spoken to by paths relative to its top ("" is the top, "a/b" is below it).
+/// Every failure is the errno a local filesystem would give for the same call.
+public protocol ShareBackend: Sendable {
+    func attributes(of path: String) throws(Errno) -> stat
+    func attributes(of handle: BackendHandle) throws(Errno) -> stat
+    func setAttributes(_ changes: AttributeChanges, of path: String, handle: BackendHandle?) throws(Errno) -> stat
+    /// The directory's entries with their attributes, `.` and `..` included.
+    func list(_ path: String) throws(Errno) -> [DirectoryEntry]
+
+    func open(_ path: String, flags: Int32) throws(Errno) -> BackendHandle
+    func create(_ path: String, flags: Int32, mode: mode_t, caller: Caller) throws(Errno) -> BackendHandle
+    /// Fills the buffer unless the file ends first.
+    func read(_ handle: BackendHandle, into buffer: UnsafeMutableRawBufferPointer, at offset: off_t) throws(Errno) -> Int
+    /// Writes all of the buffer.
+    func write(_ handle: BackendHandle, from buffer: UnsafeRawBufferPointer, at offset: off_t) throws(Errno) -> Int
+    func sync(_ handle: BackendHandle, dataOnly: Bool) throws(Errno)
+    func close(_ handle: BackendHandle)
+
+    func makeDirectory(_ path: String, mode: mode_t, caller: Caller) throws(Errno)
+    func makeNode(_ path: String, mode: mode_t, device: dev_t, caller: Caller) throws(Errno)
+    func removeDirectory(_ path: String) throws(Errno)
+    func unlink(_ path: String) throws(Errno)
+    func rename(_ from: String, to: String, flags: RenameFlags) throws(Errno)
+    func symlink(target: String, at path: String, caller: Caller) throws(Errno)
+    func readLink(_ path: String) throws(Errno) -> String
+    func link(_ existing: String, to newPath: String) throws(Errno)
+    func statistics() throws(Errno) -> statvfs
+
+    /// Ends the session with the share; called once, after the last operation.
+    func disconnect()
+}

@@ -1,0 +1,39 @@
+import FoundationEssentials
+import Glibc
+import NetUseCore
+
+/// One request, one response, over the daemon's control socket.
+struct ControlClient {
+    let socketPath: String
+
+    func send(_ request: ControlRequest) throws(NetError) -> ControlResponse {
+        let fd: Int32
+        do {
+            fd = try UnixSocket.connect(path: socketPath)
+        } catch {
+            throw NetError(.workstationNotStarted, detail: [
+                "No netused answers on \(socketPath) (\(error)).",
+                "Start one with `netused` (as root, `systemctl start netused`), or point netusectl at",
+                "another instance with --socket PATH or NETUSE_SOCKET.",
+            ])
+        }
+        defer { close(fd) }
+        do {
+            try UnixSocket.send(fd, request.encodedLine())
+            // Responses are not bounded like requests: a long listing is still one line.
+            var reader = LineReader(fd: fd, limit: Int.max)
+            guard case .line(let line) = try reader.next() else {
+                throw NetError(.deviceNotFunctioning, detail: ["netused closed the connection without an answer."])
+            }
+            do {
+                return try JSONDecoder().decode(ControlResponse.self, from: Data(line))
+            } catch {
+                throw NetError(.deviceNotFunctioning, detail: ["netused answered something that is not a response."])
+            }
+        } catch let error as NetError {
+            throw error
+        } catch {
+            throw NetError(.deviceNotFunctioning, detail: ["The control connection failed: \(error)."])
+        }
+    }
+}
