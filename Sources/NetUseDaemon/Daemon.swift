@@ -62,7 +62,7 @@ public enum Daemon {
         return set
     }
 
-    private static func prepare(root: String) throws(StartError) {
+    public static func prepare(root: String) throws(StartError) {
         var path = ""
         for component in root.split(separator: "/") {
             path += "/" + component

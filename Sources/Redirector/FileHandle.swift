@@ -24,6 +24,9 @@ struct FileHandleTable {
 
     subscript(id: UInt64) -> FileHandle? { handles[id] }
 
+    /// Any handle open on the node: how an unlinked but open file is still reached.
+    func first(on node: UInt64) -> FileHandle? { handles.values.first { $0.node == node } }
+
     mutating func remove(_ id: UInt64) -> FileHandle? { handles.removeValue(forKey: id) }
 
     mutating func removeAll() -> [FileHandle] {

@@ -47,16 +47,28 @@ public final class Redirector: Sendable {
     }
 
     public func attributes(of node: UInt64, handle: UInt64?) throws(Errno) -> stat {
-        if let handle, let open = files.withLock({ $0[handle] }) {
-            return try backend.attributes(of: open.backend)
-        }
-        return try backend.attributes(of: try path(of: node))
+        let (path, open) = try target(node, handle: handle)
+        if let open { return try backend.attributes(of: open) }
+        return try backend.attributes(of: path)
     }
 
     public func setAttributes(_ changes: AttributeChanges, of node: UInt64, handle: UInt64?) throws(Errno) -> stat {
-        let open = handle.flatMap { id in files.withLock { $0[id] } }
-        let path = open == nil ? try path(of: node) : ((try? path(of: node)) ?? "")
-        return try backend.setAttributes(changes, of: path, handle: open?.backend)
+        let (path, open) = try target(node, handle: handle)
+        return try backend.setAttributes(changes, of: path, handle: open)
+    }
+
+    /// Where a GETATTR or SETATTR goes: the handle the kernel named, else the path, else
+    /// (for a file unlinked while open, which has no path) any handle open on the node.
+    private func target(_ node: UInt64, handle: UInt64?) throws(Errno) -> (path: String, handle: BackendHandle?) {
+        if let handle, let open = files.withLock({ $0[handle] }) {
+            return ((try? path(of: node)) ?? "", open.backend)
+        }
+        do {
+            return (try path(of: node), nil)
+        } catch where error == Errno(ENOENT) {
+            guard let open = files.withLock({ $0.first(on: node) }) else { throw error }
+            return ("", open.backend)
+        }
     }
 
     public func readLink(_ node: UInt64) throws(Errno) -> String {

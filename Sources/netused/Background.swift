@@ -1,11 +1,15 @@
 import ArgumentParser
 import Glibc
 import NetUseCore
+import NetUseDaemon
 
 /// Without --foreground, netused starts itself again with it, in a session of its own, and
 /// returns once that copy answers on its socket, so that a script may use it right away.
+/// Its log goes to ROOT/netused.log.
 enum Background {
     static func start(root: String, logLevel: String) throws {
+        try Daemon.prepare(root: root)
+        let logPath = root + "/netused.log"
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -15,6 +19,7 @@ enum Background {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o640)
 
         let words = ["netused", "--foreground", "--root", root, "--log-level", logLevel]
         let argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
@@ -27,7 +32,7 @@ enum Background {
         for _ in 0..<200 {
             if let fd = try? UnixSocket.connect(path: socket) {
                 close(fd)
-                print("netused \(pid) is listening on \(socket)")
+                print("netused \(pid) is listening on \(socket); its log is \(logPath)")
                 return
             }
             var status: Int32 = 0

@@ -1,0 +1,159 @@
+"""Fixtures that run the real netused and netusectl against real FUSE mounts.
+
+Every daemon a test starts is stopped, and every mount it made is taken down, also when
+the test fails; a leftover mount fails the test that left it.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("NETUSE_BIN", REPO / ".build" / "debug"))
+NOBODY = 65534
+
+
+def fuse_mounts_under(root):
+    root = str(root)
+    found = []
+    with open("/proc/self/mountinfo") as table:
+        for line in table:
+            fields = line.split()
+            mountpoint = fields[4].replace("\\040", " ")
+            fstype = fields[fields.index("-") + 1]
+            if fstype.startswith("fuse") and (mountpoint == root or mountpoint.startswith(root + "/")):
+                found.append(mountpoint)
+    return sorted(found, key=len, reverse=True)
+
+
+class Daemon:
+    """One netused on a private root, and the CLI pointed at it."""
+
+    def __init__(self, base):
+        self.base = base
+        self.root = base / "root"
+        self.socket = self.root / "control.sock"
+        self.log_path = base / "netused.log"
+        self.process = None
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [str(BIN / "netused"), "--root", str(self.root), "--foreground", "--log-level", "debug"],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, "netused exited at start:\n" + self.log_text()
+            try:
+                with socket.socket(socket.AF_UNIX) as probe:
+                    probe.connect(str(self.socket))
+                return self
+            except OSError:
+                time.sleep(0.02)
+        raise AssertionError("netused did not listen within 10 s:\n" + self.log_text())
+
+    def log_text(self):
+        return self.log_path.read_text(errors="replace")
+
+    def ctl(self, *args, expect=0, as_user=None, binary=None):
+        """Runs netusectl; checks its exit status against `expect` (None: any)."""
+        command = [str(binary or BIN / "netusectl"), *args]
+        if args and args[0] != "helpmsg":
+            command += ["--socket", str(self.socket)]
+        if as_user is not None:
+            command = ["setpriv", f"--reuid={as_user}", f"--regid={as_user}", "--clear-groups"] + command
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        if expect is not None:
+            assert result.returncode == expect, (
+                f"netusectl {' '.join(args)} exited {result.returncode}, not {expect}\n"
+                f"stdout: {result.stdout}\nstderr: {result.stderr}")
+        return result
+
+    def use(self, letter, remote, *options):
+        self.ctl("use", letter, str(remote), *options)
+        return self.root / letter.lower().rstrip(":")
+
+    def listing(self):
+        return json.loads(self.ctl("list", "--json").stdout)["drives"]
+
+    def request(self, raw: bytes, timeout=10):
+        """Sends raw bytes on the control socket and returns the first reply line, parsed."""
+        with socket.socket(socket.AF_UNIX) as connection:
+            connection.settimeout(timeout)
+            connection.connect(str(self.socket))
+            connection.sendall(raw)
+            reply = b""
+            while not reply.endswith(b"\n"):
+                chunk = connection.recv(65536)
+                assert chunk, "the daemon closed the connection without answering"
+                reply += chunk
+            return json.loads(reply)
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def cleanup(self):
+        self.stop(signal.SIGKILL)
+        for mountpoint in fuse_mounts_under(self.root):
+            subprocess.run(["umount", "-l", mountpoint], capture_output=True)
+
+
+@pytest.fixture
+def base():
+    """A private directory everyone may traverse, so that setpriv'd users reach into it."""
+    path = Path(tempfile.mkdtemp(prefix="netuse-test-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    leftovers = fuse_mounts_under(path)
+    for mountpoint in leftovers:
+        subprocess.run(["umount", "-l", mountpoint], capture_output=True)
+    shutil.rmtree(path, ignore_errors=True)
+    assert not leftovers, f"mounts left behind: {leftovers}"
+
+
+@pytest.fixture
+def share(base):
+    path = base / "share"
+    path.mkdir(mode=0o755)
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def daemon(base):
+    instance = Daemon(base)
+    try:
+        yield instance.start()
+        assert instance.stop() == 0, "netused did not exit 0 on SIGTERM:\n" + instance.log_text()
+        assert fuse_mounts_under(instance.root) == [], "SIGTERM left mounts behind"
+    finally:
+        instance.cleanup()
+
+
+@pytest.fixture
+def drive(daemon, share):
+    """Drive Q: on a fresh local share."""
+    return daemon.use("q", share)
+
+
+@pytest.fixture
+def user_ctl(base):
+    """netusectl copied where an unprivileged user may run it (the checkout may be private)."""
+    copy = base / "netusectl"
+    shutil.copy2(BIN / "netusectl", copy)
+    copy.chmod(0o755)
+    return copy
