@@ -1,0 +1,54 @@
+# netuse — build, test, demo and install.
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+SWIFT      ?= swift
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the build, the tests and the demo need.
+DEB_PACKAGES := fuse3 libfuse3-dev pkg-config util-linux python3
+
+RELEASE_BIN = $(shell $(SWIFT) build -c release --show-bin-path)
+DEBUG_BIN   = $(shell $(SWIFT) build --show-bin-path)
+
+.PHONY: all build deps test unit-test integration-test demo install uninstall clean
+
+all: build
+
+build:
+	$(SWIFT) build -c release
+
+deps:
+	@missing=""; for package in $(DEB_PACKAGES); do \
+	  dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest 2>/dev/null \
+	  || $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pytest
+
+test: deps unit-test integration-test
+
+unit-test:
+	$(SWIFT) build
+	$(SWIFT) test
+
+# Mounts real FUSE filesystems and switches users with setpriv: run as root.
+integration-test:
+	$(SWIFT) build
+	NETUSE_BIN=$(DEBUG_BIN) python3 -m pytest -q -p no:cacheprovider tests/integration
+
+demo: deps build
+	NETUSE_BIN=$(RELEASE_BIN) bash scripts/demo.sh
+
+install: build
+	install -D -m 0755 $(RELEASE_BIN)/netused $(DESTDIR)$(PREFIX)/bin/netused
+	install -D -m 0755 $(RELEASE_BIN)/netusectl $(DESTDIR)$(PREFIX)/bin/netusectl
+	install -D -m 0644 systemd/netused.service $(DESTDIR)$(UNITDIR)/netused.service
+	sed -i 's|/usr/local/bin|$(PREFIX)/bin|' $(DESTDIR)$(UNITDIR)/netused.service
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/netused $(DESTDIR)$(PREFIX)/bin/netusectl $(DESTDIR)$(UNITDIR)/netused.service
+
+clean:
+	rm -rf .build

@@ -1,0 +1,62 @@
+import FoundationEssentials
+import NetUseCore
+import Testing
+
+@Suite struct ControlProtocolTests {
+    private func operation(_ json: String) throws(NetError) -> ControlOperation {
+        try ControlOperation(line: Array(json.utf8))
+    }
+
+    private func code(_ json: String) -> Int? {
+        do {
+            _ = try operation(json)
+            return nil
+        } catch {
+            return error.code.rawValue
+        }
+    }
+
+    @Test func requestsRoundTrip() throws {
+        let use = ControlRequest(op: "use", letter: "q:", remote: "/srv", options: ["a": "b"])
+        let line = use.encodedLine()
+        #expect(line.last == UInt8(ascii: "\n"))
+        #expect(try operation(String(decoding: line.dropLast(), as: UTF8.self))
+                == .use(.letter(DriveLetter("q")!), .local(path: "/srv"), options: ["a": "b"]))
+        #expect(try operation(#"{"v":1,"op":"use","letter":"*","remote":"/srv"}"#) == .use(.nextFree, .local(path: "/srv"), options: [:]))
+        #expect(try operation(#"{"v":1,"op":"delete","letter":"Q:"}"#) == .delete(DriveLetter("q")!))
+        #expect(try operation(#"{"v":1,"op":"list"}"#) == .list)
+    }
+
+    @Test func responsesRoundTrip() throws {
+        let drive = DriveStatus(letter: "Q:", remote: "/srv", mountpoint: "/run/netuse/q", status: "OK", owner: 1000, openHandles: 3)
+        for response in [ControlResponse(drive: drive), ControlResponse(drives: [drive]),
+                         ControlResponse(error: NetError(.useNotFound, detail: ["Q: is not connected."]))] {
+            let line = response.encodedLine()
+            let decoded = try JSONDecoder().decode(ControlResponse.self, from: Data(line.dropLast()))
+            #expect(decoded == response)
+        }
+        let failure = ControlResponse(error: NetError(.useNotFound, detail: ["x"]))
+        #expect(failure.netError == NetError(.useNotFound, detail: ["x"]))
+        #expect(failure.error?.text == "The network connection could not be found.")
+    }
+
+    @Test(arguments: [
+        ("{not json", 87),
+        ("[]", 87),
+        ("null", 87),
+        (#"{"op":"list"}"#, 87),
+        (#"{"v":"1","op":"list"}"#, 87),
+        (#"{"v":2,"op":"list"}"#, 87),
+        (#"{"v":1}"#, 87),
+        (#"{"v":1,"op":"use","letter":"q"}"#, 87),
+        (#"{"v":1,"op":"use","remote":"/srv"}"#, 87),
+        (#"{"v":1,"op":"use","letter":"qq","remote":"/srv"}"#, 87),
+        (#"{"v":1,"op":"delete"}"#, 87),
+        (#"{"v":1,"op":"delete","letter":"7"}"#, 87),
+        (#"{"v":1,"op":"format"}"#, 50),
+        (#"{"v":1,"op":"use","letter":"q","remote":"relative"}"#, 67),
+    ])
+    func badRequestsAreRefusedWithACode(_ json: String, _ expected: Int) {
+        #expect(code(json) == expected)
+    }
+}
