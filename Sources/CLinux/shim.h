@@ -6,7 +6,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define NETUSE_O_PATH 010000000
+/* Open flags behind _GNU_SOURCE (values of the generic and x86 ABIs). */
+#define NETUSE_O_PATH    010000000
+#define NETUSE_O_DIRECT  040000
+#define NETUSE_O_NOATIME 01000000
 
 #define NETUSE_RENAME_NOREPLACE (1u << 0)
 #define NETUSE_RENAME_EXCHANGE  (1u << 1)

@@ -64,6 +64,12 @@ public final class FUSEMount: @unchecked Sendable {
         context.release()
     }
 
+    /// Makes the kernel drop what it cached of these nodes, so that their next read asks
+    /// the daemon (and, after a forced delete, gets EIO) instead of the page cache.
+    public func invalidate(nodes: [UInt64]) {
+        for node in Set(nodes) { _ = fuse_lowlevel_notify_inval_inode(session, node, 0, 0) }
+    }
+
     /// For shutdown with users still on the drive: detached mounts end with the process.
     public func abandon() {
         fuse_session_exit(session)

@@ -79,7 +79,10 @@ enum FUSEOperations {
         }
         ops.open = { request, node, info in
             do {
-                info!.pointee.fh = try redirector(request!).open(node, flags: info!.pointee.flags, caller: caller(request!))
+                let opened = try redirector(request!).open(node, flags: info!.pointee.flags, caller: caller(request!))
+                info!.pointee.fh = opened.handle
+                // The FCB vouches that the file has not changed since the kernel cached it.
+                info!.pointee.keep_cache = opened.keepCache ? 1 : 0
                 fuse_reply_open(request, info)
             } catch {
                 fuse_reply_err(request, code(error))

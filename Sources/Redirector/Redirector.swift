@@ -5,8 +5,26 @@ import Synchronization
 /// What the FUSE session asks of a drive, in inode numbers and handles, answered from the
 /// share. FUSE-free, so that tests can drive it with a backend and no kernel.
 ///
-/// Lock order: `nodes`, then `files`, then `directories`; none is held across backend I/O.
+/// Lock order: `nodes`, then `handles`, then `directories`; none is held across backend I/O.
+/// Calls that retire ServerOpens take their backend handles out under the lock and close
+/// them after it.
 public final class Redirector: Sendable {
+    public struct Options: Sendable {
+        /// How long a ServerOpen whose last FileHandle went stays open for reuse; zero turns
+        /// deferred close off.
+        public var closeTimeout: Duration = .seconds(5)
+        /// How many ServerOpens may wait on the deferred list; past it the oldest is closed.
+        public var deferredLimit = 64
+
+        public init() {}
+    }
+
+    /// The drive's handle cache as `refs` shows it.
+    public struct References: Sendable {
+        public let serverOpens: [ServerOpenReference]
+        public let counters: HandleCounters
+    }
+
     public struct Entry: Sendable {
         public let node: UInt64
         public let attributes: stat
@@ -18,21 +36,36 @@ public final class Redirector: Sendable {
     }
 
     public let backend: any ShareBackend
+    private let clock: @Sendable () -> Duration
     private let nodes = Mutex(NodeTable())
-    private let files = Mutex(FileHandleTable())
+    private let handles: Mutex<FCBTable>
     private let directories = Mutex(DirectorySnapshots())
+    /// Set by a forced delete: from then on every request answers EIO.
+    private let revoked = Atomic(false)
 
-    public init(backend: any ShareBackend) {
+    public init(backend: any ShareBackend, options: Options = Options(),
+                clock: @escaping @Sendable () -> Duration = MonotonicClock.now) {
         self.backend = backend
+        self.clock = clock
+        handles = Mutex(FCBTable(closeTimeout: options.closeTimeout, deferredLimit: options.deferredLimit))
     }
 
-    public var openHandleCount: Int { files.withLock { $0.count } }
+    public var openHandleCount: Int { handles.withLock { $0.handleCount } }
+    public var deferredCount: Int { handles.withLock { $0.deferredCount } }
+    /// The FileHandles the kernel still holds: the drive's own view of active references.
+    public var liveHandles: [FileHandle] { handles.withLock { $0.liveHandles } }
+    public var counters: HandleCounters { handles.withLock { $0.counters } }
     var nodeCount: Int { nodes.withLock { $0.count } }
+
+    public var references: References {
+        let now = clock()
+        return handles.withLock { References(serverOpens: $0.references(now: now), counters: $0.counters) }
+    }
 
     // MARK: names
 
     public func lookup(parent: UInt64, name: String) throws(Errno) -> Entry {
-        let path = try nodes.withLock { (table) throws(Errno) in try table.path(of: parent, name) }
+        let path = try path(of: parent, name)
         let attributes = try backend.attributes(of: path)
         return Entry(node: remember(parent: parent, name: name), attributes: attributes)
     }
@@ -54,19 +87,23 @@ public final class Redirector: Sendable {
 
     public func setAttributes(_ changes: AttributeChanges, of node: UInt64, handle: UInt64?) throws(Errno) -> stat {
         let (path, open) = try target(node, handle: handle)
+        if changes.size != nil, !path.isEmpty {
+            close(handles.withLock { $0.discardDeferred(at: path, subtree: false) })
+        }
         return try backend.setAttributes(changes, of: path, handle: open)
     }
 
     /// Where a GETATTR or SETATTR goes: the handle the kernel named, else the path, else
     /// (for a file unlinked while open, which has no path) any handle open on the node.
     private func target(_ node: UInt64, handle: UInt64?) throws(Errno) -> (path: String, handle: BackendHandle?) {
-        if let handle, let open = files.withLock({ $0[handle] }) {
+        if let handle, let open = handles.withLock({ $0[handle: handle] }) {
+            try checkConnected()
             return ((try? path(of: node)) ?? "", open.backend)
         }
         do {
             return (try path(of: node), nil)
         } catch where error == Errno(ENOENT) {
-            guard let open = files.withLock({ $0.first(on: node) }) else { throw error }
+            guard let open = handles.withLock({ $0.firstHandle(on: node) }) else { throw error }
             return ("", open.backend)
         }
     }
@@ -99,12 +136,24 @@ public final class Redirector: Sendable {
     }
 
     public func unlink(parent: UInt64, name: String) throws(Errno) {
-        try backend.unlink(try path(of: parent, name))
-        nodes.withLock { $0.detach(parent: parent, name: name) }
+        try remove(parent: parent, name: name, directory: false)
     }
 
     public func removeDirectory(parent: UInt64, name: String) throws(Errno) {
-        try backend.removeDirectory(try path(of: parent, name))
+        try remove(parent: parent, name: name, directory: true)
+    }
+
+    /// Deferred handles on the name (and below a directory) are closed before the share
+    /// is asked, so that it never sees a remove of a file this drive still holds for itself.
+    private func remove(parent: UInt64, name: String, directory: Bool) throws(Errno) {
+        let path = try path(of: parent, name)
+        close(handles.withLock { $0.discardDeferred(at: path, subtree: directory) })
+        if directory {
+            try backend.removeDirectory(path)
+        } else {
+            try backend.unlink(path)
+        }
+        handles.withLock { $0.unlinked(path, subtree: directory) }
         nodes.withLock { $0.detach(parent: parent, name: name) }
     }
 
@@ -112,7 +161,17 @@ public final class Redirector: Sendable {
         let (from, to) = try nodes.withLock { (table) throws(Errno) in
             (try table.path(of: parent, name), try table.path(of: newParent, newName))
         }
+        close(handles.withLock { table in
+            table.discardDeferred(at: from, subtree: true) + table.discardDeferred(at: to, subtree: true)
+        })
         try backend.rename(from, to: to, flags: flags)
+        handles.withLock { table in
+            if flags.contains(.exchange) {
+                table.exchanged(from, to)
+            } else {
+                table.renamed(from, to: to)
+            }
+        }
         nodes.withLock { table in
             if flags.contains(.exchange) {
                 table.exchange(parent: parent, name: name, with: newParent, otherName: newName)
@@ -124,24 +183,57 @@ public final class Redirector: Sendable {
 
     // MARK: files
 
-    public func open(_ node: UInt64, flags: Int32, caller: Caller) throws(Errno) -> UInt64 {
-        let handle = try backend.open(try path(of: node), flags: flags)
-        return files.withLock { $0.insert(FileHandle(node: node, backend: handle, opener: caller)) }
+    /// An open the kernel asked for. It collapses onto a ServerOpen of the same kind on the
+    /// same file when there is one (reviving it if deferred); otherwise the share opens the
+    /// file. `keepCache` says the file is unchanged since the last open, so the kernel may
+    /// keep its cached pages.
+    public func open(_ node: UInt64, flags: Int32, caller: Caller) throws(Errno) -> (handle: UInt64, keepCache: Bool) {
+        let path = try path(of: node)
+        let kind = OpenKind(flags: flags)
+        if flags & O_TRUNC != 0 {
+            close(handles.withLock { $0.discardDeferred(at: path, subtree: false) })
+        } else if handles.withLock({ $0.mayCollapse(path: path, kind: kind) }) {
+            let current = try backend.attributes(of: path)
+            let now = clock()
+            let collapsed = handles.withLock {
+                $0.collapse(path: path, kind: kind, current: current, node: node, opener: caller, now: now)
+            }
+            close(collapsed.retired)
+            if let handle = collapsed.handle { return (handle, collapsed.keepCache) }
+        }
+        let backendHandle = try backend.open(path, flags: flags)
+        return try register(backendHandle, path: path, kind: kind, node: node, caller: caller)
     }
 
     public func create(parent: UInt64, name: String, flags: Int32, mode: mode_t, caller: Caller) throws(Errno) -> (Entry, UInt64) {
         let path = try path(of: parent, name)
-        let handle = try backend.create(path, flags: flags, mode: mode, caller: caller)
-        let attributes: stat
+        close(handles.withLock { $0.discardDeferred(at: path, subtree: false) })
+        let backendHandle = try backend.create(path, flags: flags, mode: mode, caller: caller)
+        let node = remember(parent: parent, name: name)
         do {
-            attributes = try backend.attributes(of: handle)
+            let (handle, _) = try register(backendHandle, path: path, kind: OpenKind(flags: flags), node: node, caller: caller)
+            let attributes = try backend.attributes(of: backendHandle)
+            return (Entry(node: node, attributes: attributes), handle)
         } catch {
-            backend.close(handle)
+            forget(node, count: 1)
             throw error
         }
-        let node = remember(parent: parent, name: name)
-        let id = files.withLock { $0.insert(FileHandle(node: node, backend: handle, opener: caller)) }
-        return (Entry(node: node, attributes: attributes), id)
+    }
+
+    private func register(_ backendHandle: BackendHandle, path: String, kind: OpenKind, node: UInt64, caller: Caller) throws(Errno)
+        -> (handle: UInt64, keepCache: Bool)
+    {
+        let attributes: stat
+        do {
+            attributes = try backend.attributes(of: backendHandle)
+        } catch {
+            backend.close(backendHandle)
+            throw error
+        }
+        let now = clock()
+        return handles.withLock {
+            $0.insert(path: path, kind: kind, backend: backendHandle, attributes: attributes, node: node, opener: caller, now: now)
+        }
     }
 
     public func read(_ handle: UInt64, into buffer: UnsafeMutableRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
@@ -156,9 +248,31 @@ public final class Redirector: Sendable {
         try backend.sync(try backendHandle(handle), dataOnly: dataOnly)
     }
 
+    /// The kernel let go of a FileHandle. Writes went through as they came, so nothing is
+    /// left to flush: the ServerOpen may be deferred without holding back any data.
     public func release(_ handle: UInt64) {
-        guard let open = files.withLock({ $0.remove(handle) }) else { return }
-        backend.close(open.backend)
+        let now = clock()
+        close(handles.withLock { $0.release(handle, now: now) })
+    }
+
+    /// The scavenger's tick: closes deferred ServerOpens whose closetimeo ran out.
+    public func expireDeferred() {
+        let now = clock()
+        close(handles.withLock { $0.expire(now: now) })
+    }
+
+    /// Closes every deferred ServerOpen (delete does this before it unmounts); returns how many.
+    public func flushDeferred() -> Int {
+        let retired = handles.withLock { $0.flushDeferred() }
+        close(retired)
+        return retired.count
+    }
+
+    /// Forced delete: every request from now on fails with EIO and every handle on the
+    /// share is closed, the ones processes still hold included.
+    public func revoke() {
+        revoked.store(true, ordering: .releasing)
+        close(handles.withLock { $0.retireAll() })
     }
 
     // MARK: directories
@@ -170,6 +284,7 @@ public final class Redirector: Sendable {
 
     /// The snapshot taken at opendir, so that offsets stay stable while the caller reads.
     public func directoryEntries(_ handle: UInt64) throws(Errno) -> [DirectoryEntry] {
+        try checkConnected()
         guard let entries = directories.withLock({ $0[handle] }) else { throw Errno(EBADF) }
         return entries
     }
@@ -178,26 +293,40 @@ public final class Redirector: Sendable {
         directories.withLock { $0.remove(handle) }
     }
 
-    public func statistics() throws(Errno) -> statvfs { try backend.statistics() }
+    public func statistics() throws(Errno) -> statvfs {
+        try checkConnected()
+        return try backend.statistics()
+    }
 
     /// Closes every handle still open on the share, then the share session itself.
     public func disconnect() {
-        for open in files.withLock({ $0.removeAll() }) { backend.close(open.backend) }
+        close(handles.withLock { $0.retireAll() })
         backend.disconnect()
     }
 
     // MARK: helpers
 
+    private func checkConnected() throws(Errno) {
+        if revoked.load(ordering: .acquiring) { throw Errno(EIO) }
+    }
+
+    private func close(_ retired: [BackendHandle]) {
+        for handle in retired { backend.close(handle) }
+    }
+
     private func path(of node: UInt64) throws(Errno) -> String {
-        try nodes.withLock { (table) throws(Errno) in try table.path(of: node) }
+        try checkConnected()
+        return try nodes.withLock { (table) throws(Errno) in try table.path(of: node) }
     }
 
     private func path(of parent: UInt64, _ name: String) throws(Errno) -> String {
-        try nodes.withLock { (table) throws(Errno) in try table.path(of: parent, name) }
+        try checkConnected()
+        return try nodes.withLock { (table) throws(Errno) in try table.path(of: parent, name) }
     }
 
     private func backendHandle(_ handle: UInt64) throws(Errno) -> BackendHandle {
-        guard let open = files.withLock({ $0[handle] }) else { throw Errno(EBADF) }
+        try checkConnected()
+        guard let open = handles.withLock({ $0[handle: handle] }) else { throw Errno(EBADF) }
         return open.backend
     }
 }
