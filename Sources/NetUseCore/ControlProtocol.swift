@@ -14,13 +14,20 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var letter: String?
     public var remote: String?
     public var options: [String: String]?
+    /// delete: detach at once and fail what is still open with EIO (`net use /d /y`).
+    public var force: Bool?
+    /// delete: seconds to wait for the drive to become idle.
+    public var wait: Double?
 
-    public init(op: String, letter: String? = nil, remote: String? = nil, options: [String: String]? = nil) {
+    public init(op: String, letter: String? = nil, remote: String? = nil, options: [String: String]? = nil,
+                force: Bool? = nil, wait: Double? = nil) {
         self.v = ControlProtocol.version
         self.op = op
         self.letter = letter
         self.remote = remote
         self.options = options
+        self.force = force
+        self.wait = wait
     }
 
     public func encodedLine() -> [UInt8] { Array(try! JSONEncoder().encode(self)) + [UInt8(ascii: "\n")] }
@@ -35,8 +42,9 @@ public enum LetterChoice: Equatable, Sendable {
 /// A request checked and parsed: what the daemon acts on.
 public enum ControlOperation: Equatable, Sendable {
     case use(LetterChoice, Remote, options: [String: String])
-    case delete(DriveLetter)
+    case delete(DriveLetter, force: Bool, wait: Duration)
     case list
+    case refs(DriveLetter)
 
     /// Parses one request line; every way it can be wrong is a `NetError` the client can print.
     public init(line: [UInt8]) throws(NetError) {
@@ -65,9 +73,16 @@ public enum ControlOperation: Equatable, Sendable {
             let remote = try Remote(parsing: try Self.required(request.remote, "remote"))
             self = .use(choice, remote, options: request.options ?? [:])
         case "delete":
-            self = .delete(try Self.letter(try Self.required(request.letter, "letter")))
+            let wait = request.wait ?? 0
+            guard wait >= 0, wait <= 3600 else {
+                throw NetError(.invalidParameter, detail: ["'wait' takes 0 to 3600 seconds."])
+            }
+            self = .delete(try Self.letter(try Self.required(request.letter, "letter")),
+                           force: request.force ?? false, wait: .milliseconds(Int64(wait * 1000)))
         case "list":
             self = .list
+        case "refs":
+            self = .refs(try Self.letter(try Self.required(request.letter, "letter")))
         default:
             throw NetError(.notSupported, detail: ["Unknown operation '\(request.op)'."])
         }
@@ -93,15 +108,35 @@ public struct DriveStatus: Codable, Sendable, Equatable {
     public var mountpoint: String
     public var status: String
     public var owner: UInt32
+    /// FileHandles the kernel holds: open files.
     public var openHandles: Int
+    /// ServerOpens only the cache holds: never active.
+    public var deferredHandles: Int
 
-    public init(letter: String, remote: String, mountpoint: String, status: String, owner: UInt32, openHandles: Int) {
+    public init(letter: String, remote: String, mountpoint: String, status: String, owner: UInt32,
+                openHandles: Int, deferredHandles: Int) {
         self.letter = letter
         self.remote = remote
         self.mountpoint = mountpoint
         self.status = status
         self.owner = owner
         self.openHandles = openHandles
+        self.deferredHandles = deferredHandles
+    }
+}
+
+/// What `refs` answers: the drive's handle cache and who uses the drive.
+public struct DriveReferences: Codable, Sendable, Equatable {
+    public var drive: DriveStatus
+    public var serverOpens: [ServerOpenReference]
+    public var counters: HandleCounters
+    public var processes: [ProcessUse]
+
+    public init(drive: DriveStatus, serverOpens: [ServerOpenReference], counters: HandleCounters, processes: [ProcessUse]) {
+        self.drive = drive
+        self.serverOpens = serverOpens
+        self.counters = counters
+        self.processes = processes
     }
 }
 
@@ -117,11 +152,16 @@ public struct ControlResponse: Codable, Sendable, Equatable {
     public var error: ErrorBody?
     public var drive: DriveStatus?
     public var drives: [DriveStatus]?
+    /// delete: how many deferred ServerOpens it closed.
+    public var flushed: Int?
+    public var references: DriveReferences?
 
-    public init(drive: DriveStatus? = nil, drives: [DriveStatus]? = nil) {
+    public init(drive: DriveStatus? = nil, drives: [DriveStatus]? = nil, flushed: Int? = nil, references: DriveReferences? = nil) {
         ok = true
         self.drive = drive
         self.drives = drives
+        self.flushed = flushed
+        self.references = references
     }
 
     public init(error: NetError) {

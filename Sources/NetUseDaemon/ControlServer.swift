@@ -53,11 +53,12 @@ final class ControlServer: Sendable {
             switch try ControlOperation(line: line) {
             case .use(let choice, let remote, let options):
                 return ControlResponse(drive: try drives.use(choice, remote: remote, options: options, caller: peer))
-            case .delete(let letter):
-                try drives.delete(letter, caller: peer)
-                return ControlResponse()
+            case .delete(let letter, let force, let wait):
+                return ControlResponse(flushed: try drives.delete(letter, force: force, wait: wait, caller: peer))
             case .list:
                 return ControlResponse(drives: drives.list(caller: peer))
+            case .refs(let letter):
+                return ControlResponse(references: try drives.references(letter, caller: peer))
             }
         } catch {
             Log.debug("request from uid \(peer.uid) refused: \(error.code.rawValue) \(error.detail.joined(separator: " "))")

@@ -43,6 +43,7 @@ public enum Daemon {
             throw .setup("cannot listen on \(socketPath): \(error)")
         }
         server.start()
+        drives.startScavenger()
         Log.info("listening on \(socketPath)")
 
         var set = stopSignalSet()

@@ -20,8 +20,12 @@ final class Drive: Sendable {
         self.mount = mount
     }
 
-    var status: DriveStatus {
+    func status(_ state: String = "OK") -> DriveStatus {
         DriveStatus(letter: letter.description, remote: remote.description, mountpoint: mount.mountpoint,
-                    status: "OK", owner: owner, openHandles: redirector.openHandleCount)
+                    status: state, owner: owner, openHandles: redirector.openHandleCount,
+                    deferredHandles: redirector.deferredCount)
     }
+
+    /// Who may delete the drive or look at its references: its owner and root.
+    func allows(_ uid: uid_t) -> Bool { uid == 0 || uid == owner }
 }

@@ -6,27 +6,43 @@ import Redirector
 import Synchronization
 
 /// The drives of one daemon instance. A letter is reserved while its drive is being
-/// connected or deleted, so that slow work happens outside the lock and no second request
-/// can take the letter meanwhile.
+/// connected, and a drive is marked while it is being deleted, so that slow work happens
+/// outside the lock and no second request can take the letter meanwhile.
 final class DriveManager: Sendable {
     private struct State {
         var drives: [DriveLetter: Drive] = [:]
         var reserved: Set<DriveLetter> = []
+        var deleting: Set<DriveLetter> = []
 
         var taken: Set<DriveLetter> { reserved.union(drives.keys) }
     }
 
     let root: String
     private let state = Mutex(State())
+    private let probe = ActivityProbe()
+
+    /// How long delete waits for the RELEASE of handles whose processes closed them:
+    /// FUSE sends it after close() has returned.
+    static let releaseGrace: Duration = .milliseconds(500)
 
     init(root: String) {
         self.root = root
     }
 
-    func use(_ choice: LetterChoice, remote: Remote, options: [String: String], caller: UnixSocket.Peer) throws(NetError) -> DriveStatus {
-        if let unknown = options.keys.sorted().first {
-            throw NetError(.invalidParameter, detail: ["Unknown option '\(unknown)'."])
+    /// Closes deferred ServerOpens whose closetimeo ran out, ten times a second.
+    func startScavenger() {
+        SystemThread.detach { [self] in
+            while true {
+                usleep(100_000)
+                for drive in state.withLock({ Array($0.drives.values) }) { drive.redirector.expireDeferred() }
+            }
         }
+    }
+
+    // MARK: use
+
+    func use(_ choice: LetterChoice, remote: Remote, options: [String: String], caller: UnixSocket.Peer) throws(NetError) -> DriveStatus {
+        let redirectorOptions = try DriveOptions.parse(options)
         let letter = try reserve(choice)
         defer { state.withLock { _ = $0.reserved.remove(letter) } }
 
@@ -39,7 +55,7 @@ final class DriveManager: Sendable {
         if mkdir(mountpoint, 0o755) != 0 && errno != EEXIST {
             throw NetError(.deviceNotFunctioning, detail: ["Cannot make the mountpoint \(mountpoint): \(Errno.current)."])
         }
-        let redirector = Redirector(backend: backend)
+        let redirector = Redirector(backend: backend, options: redirectorOptions)
         let mount: FUSEMount
         do {
             mount = try FUSEMount(redirector: redirector, mountpoint: mountpoint,
@@ -51,39 +67,117 @@ final class DriveManager: Sendable {
         let drive = Drive(letter: letter, remote: remote, owner: caller.uid, redirector: redirector, mount: mount)
         state.withLock { $0.drives[letter] = drive }
         Log.info("\(letter) connected to \(remote) at \(mountpoint) for uid \(caller.uid)")
-        return drive.status
+        return drive.status()
     }
 
-    func delete(_ letter: DriveLetter, caller: UnixSocket.Peer) throws(NetError) {
+    // MARK: delete
+
+    /// DESIGN.md's delete rules. Returns how many deferred ServerOpens were flushed.
+    func delete(_ letter: DriveLetter, force: Bool, wait: Duration, caller: UnixSocket.Peer) throws(NetError) -> Int {
         let drive = try state.withLock { (state) throws(NetError) -> Drive in
             guard let drive = state.drives[letter] else { throw NetError(.useNotFound, detail: ["\(letter) is not connected."]) }
-            guard caller.uid == 0 || caller.uid == drive.owner else {
-                throw NetError(.accessDenied, detail: ["\(letter) belongs to uid \(drive.owner)."])
+            guard drive.allows(caller.uid) else { throw NetError(.accessDenied, detail: ["\(letter) belongs to uid \(drive.owner)."]) }
+            guard state.deleting.insert(letter).inserted else {
+                throw NetError(.deviceInUse, detail: ["\(letter) is already being deleted."])
             }
-            state.drives[letter] = nil
-            state.reserved.insert(letter)
             return drive
         }
+        defer { state.withLock { _ = $0.deleting.remove(letter) } }
+
+        if force {
+            let closed = forceOff(drive)
+            Log.info("\(letter) deleted by force; \(closed) handles on the share closed")
+            return closed
+        }
+        let deadline = MonotonicClock.now() + wait
+        while let refusal = refusal(drive) {
+            guard MonotonicClock.now() < deadline else { throw refusal }
+            usleep(100_000)
+        }
+        // Cached references are never active: they go before the unmount, data first
+        // (writes went through as they came), then the remote close.
+        let flushed = drive.redirector.flushDeferred()
         do throws(Errno) {
             try MountTable.unmount(drive.mount.mountpoint)
         } catch {
-            state.withLock {
-                $0.drives[letter] = drive
-                $0.reserved.remove(letter)
-            }
             if error.rawValue == EBUSY {
-                throw NetError(.deviceInUse, detail: ["The kernel refused to unmount \(drive.mount.mountpoint): it is in use."])
+                throw NetError(.deviceInUse, detail: ["The kernel refused to unmount \(drive.mount.mountpoint): it is in use."]
+                               + probe.scan(mountpoint: drive.mount.mountpoint).map(\.description))
             }
             throw NetError(.deviceNotFunctioning, detail: ["Cannot unmount \(drive.mount.mountpoint): \(error)."])
         }
+        state.withLock { _ = $0.drives.removeValue(forKey: letter) }
         finish(drive)
-        state.withLock { _ = $0.reserved.remove(letter) }
-        Log.info("\(letter) deleted")
+        Log.info("\(letter) deleted; \(flushed) deferred opens flushed")
+        return flushed
     }
 
-    func list(caller: UnixSocket.Peer) -> [DriveStatus] {
-        state.withLock { $0.drives.values.sorted { $0.letter < $1.letter } }.map(\.status)
+    /// Why the drive may not be deleted now, or nil when nothing active uses it.
+    /// Open files and maps → 2401; only a cwd, root or executable → 2404. A FileHandle that
+    /// no process is seen to hold is a RELEASE still on its way (FUSE sends it after
+    /// close() has returned): it gets a short grace before it counts as an open file.
+    private func refusal(_ drive: Drive) -> NetError? {
+        let mountpoint = drive.mount.mountpoint
+        let graceEnds = MonotonicClock.now() + Self.releaseGrace
+        while true {
+            let uses = probe.scan(mountpoint: mountpoint)
+            let active = uses.filter { $0.how != .uninspectable }
+            let detail = uses.map(\.description)
+            if active.contains(where: \.holdsFiles) { return NetError(.openFiles, detail: detail) }
+            // The kernel's own open of an executable shows up as a FileHandle too.
+            let seen = Set(active.compactMap(\.path))
+            let pending = drive.redirector.liveHandles.filter { !seen.contains(mountpoint + "/" + drive.redirector.displayPath(of: $0.node)) }
+            if pending.isEmpty {
+                return active.isEmpty ? nil : NetError(.deviceInUse, detail: detail)
+            }
+            if MonotonicClock.now() >= graceEnds {
+                return NetError(.openFiles, detail: detail + pending.map { handle in
+                    "pid \(handle.opener.pid) (\(probe.command(of: handle.opener.pid))): open \(mountpoint)/"
+                        + "\(drive.redirector.displayPath(of: handle.node)) (the kernel has not released it)"
+                })
+            }
+            usleep(2_000)
+        }
     }
+
+    /// `net use /d /y`: the mount leaves the tree at once, every handle on the share is
+    /// closed, and what processes still hold answers EIO until they let go.
+    private func forceOff(_ drive: Drive) -> Int {
+        let held = drive.redirector.liveHandles.map(\.node)
+        let closed = drive.redirector.openHandleCount + drive.redirector.deferredCount
+        drive.redirector.revoke()
+        drive.mount.invalidate(nodes: held)
+        MountTable.detach(drive.mount.mountpoint)
+        state.withLock { _ = $0.drives.removeValue(forKey: drive.letter) }
+        rmdir(drive.mount.mountpoint)
+        // The session ends when the last process lets go of the detached mount.
+        SystemThread.detach {
+            drive.mount.close()
+            drive.redirector.disconnect()
+        }
+        return closed
+    }
+
+    // MARK: list and refs
+
+    func list(caller: UnixSocket.Peer) -> [DriveStatus] {
+        state.withLock { state in
+            state.drives.values.sorted { $0.letter < $1.letter }.map { ($0, state.deleting.contains($0.letter)) }
+        }.map { drive, deleting in drive.status(deleting ? "Deleting" : "OK") }
+    }
+
+    func references(_ letter: DriveLetter, caller: UnixSocket.Peer) throws(NetError) -> DriveReferences {
+        let drive = try state.withLock { (state) throws(NetError) -> Drive in
+            guard let drive = state.drives[letter] else { throw NetError(.useNotFound, detail: ["\(letter) is not connected."]) }
+            guard drive.allows(caller.uid) else { throw NetError(.accessDenied, detail: ["\(letter) belongs to uid \(drive.owner)."]) }
+            return drive
+        }
+        let cache = drive.redirector.references
+        return DriveReferences(drive: drive.status(), serverOpens: cache.serverOpens, counters: cache.counters,
+                               processes: probe.scan(mountpoint: drive.mount.mountpoint))
+    }
+
+    // MARK: stop
 
     /// Takes every drive down for a daemon stop. A drive still in use is detached from the
     /// tree: its users see it vanish, and the kernel ends its session when the daemon exits.
@@ -93,6 +187,7 @@ final class DriveManager: Sendable {
             return Array(state.drives.values)
         }
         for drive in drives {
+            _ = drive.redirector.flushDeferred()
             do {
                 try MountTable.unmount(drive.mount.mountpoint)
                 finish(drive)

@@ -1,16 +1,5 @@
 import Glibc
-
-/// One row of `netusectl refs`: a ServerOpen and who holds it.
-public struct ServerOpenReference: Codable, Sendable, Equatable {
-    public var path: String
-    /// "open" while FileHandles hold it, "deferred" while only the cache does.
-    public var state: String
-    public var secondsLeft: Double?
-    public var handles: Int
-    public var pids: [Int32]
-    public var access: OpenKind.Access
-    public var ageSeconds: Double
-}
+import NetUseCore
 
 /// The handle cache of one drive: FCBs by path, their ServerOpens, the deferred list and
 /// the FileHandles. A state machine without I/O: every call that retires a ServerOpen
@@ -197,7 +186,7 @@ struct FCBTable {
                 secondsLeft: open.deferredUntil.map { max(0, ($0 - now).seconds) },
                 handles: held.count,
                 pids: Array(Set(held.map(\.opener.pid))).sorted(),
-                access: open.kind.access,
+                access: open.kind.access.rawValue,
                 ageSeconds: (now - open.openedAt).seconds)
         }
     }

@@ -108,6 +108,11 @@ public final class Redirector: Sendable {
         }
     }
 
+    /// The node's path on the share for messages; unlinked files say so.
+    public func displayPath(of node: UInt64) -> String {
+        (try? nodes.withLock { (table) throws(Errno) in try table.path(of: node) }) ?? "(deleted)"
+    }
+
     public func readLink(_ node: UInt64) throws(Errno) -> String {
         try backend.readLink(try path(of: node))
     }

@@ -58,7 +58,7 @@ struct Netusectl: ParsableCommand {
         commandName: "netusectl",
         abstract: "Connect shares to drive letters through netused, like `net use`.",
         discussion: "Exit status: 0 on success, 2 when the command fails with a System error, 64 on a usage error.",
-        subcommands: [Use.self, Delete.self, List.self, HelpMsg.self])
+        subcommands: [Use.self, Delete.self, List.self, Refs.self, HelpMsg.self])
 }
 
 struct Use: ParsableCommand {
@@ -70,7 +70,9 @@ struct Use: ParsableCommand {
     @Argument(help: "The share: an absolute directory path or a file:// URL.")
     var remote: String
 
-    @Option(name: .shortAndLong, help: "A drive option, key=value.")
+    @Option(name: .shortAndLong, help: ArgumentHelp(
+        "A drive option, key=value: closetimeo=SECONDS keeps closed files' server handles for reuse (default 5, 0 = off); maxdeferred=N bounds them (default 64).",
+        valueName: "key=value"))
     var option: [String] = []
 
     @OptionGroup var connection: Connection
@@ -97,21 +99,38 @@ struct Use: ParsableCommand {
 }
 
 struct Delete: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Disconnect a drive: netusectl delete q")
+    static let configuration = CommandConfiguration(
+        abstract: "Disconnect a drive: netusectl delete q",
+        discussion: """
+            Refused with System error 2401 while a process has a file of the drive open or mapped, and with             2404 while one has its current directory, root or executable there; the refusal names each             process. Handles kept only by the cache (deferred closes) never count: they are flushed.
+            """)
 
     @Argument(help: "The drive letter.")
     var letter: String
+
+    @Flag(help: "Detach at once even if the drive is in use; what processes still hold fails with EIO (net use /d /y).")
+    var force = false
+
+    @Option(help: ArgumentHelp("Wait up to this long for the drive to become idle.", valueName: "seconds"))
+    var wait: Double?
 
     @OptionGroup var connection: Connection
 
     func validate() throws {
         if DriveLetter(letter) == nil { throw ValidationError("'\(letter)' is not a drive letter (a to z).") }
+        if let wait, !(0...3600).contains(wait) { throw ValidationError("--wait takes 0 to 3600 seconds.") }
+        if force && wait != nil { throw ValidationError("--force and --wait exclude each other.") }
     }
 
     func run() throws {
-        let response = try connection.perform(ControlRequest(op: "delete", letter: letter))
+        let response = try connection.perform(ControlRequest(op: "delete", letter: letter, force: force ? true : nil, wait: wait))
         if connection.json { return connection.printJSON(response) }
         print("\(DriveLetter(letter)!) was deleted successfully.")
+        if force {
+            print("\(response.flushed ?? 0) handles on the share were closed.")
+        } else {
+            print("\(response.flushed ?? 0) deferred closes were flushed.")
+        }
         print("")
     }
 }
@@ -130,18 +149,71 @@ struct List: ParsableCommand {
             print("")
             return
         }
-        let rows = [["Status", "Local", "Remote", "Mounted at", "Open handles"]]
-            + drives.map { [$0.status, $0.letter, $0.remote, $0.mountpoint, String($0.openHandles)] }
-        let widths = (0..<5).map { column in rows.map { $0[column].count }.max()! }
-        func line(_ row: [String]) -> String {
-            zip(row, widths).map { $0.padding($1) }.joined(separator: "  ").trimmingTrailingSpaces()
-        }
-        print(line(rows[0]))
-        print(String(repeating: "-", count: widths.reduce(0, +) + 2 * (widths.count - 1)))
-        rows.dropFirst().forEach { print(line($0)) }
+        let rows = [["Status", "Local", "Remote", "Mounted at", "Open", "Deferred"]]
+            + drives.map { [$0.status, $0.letter, $0.remote, $0.mountpoint, String($0.openHandles), String($0.deferredHandles)] }
+        printTable(rows, underline: true)
         print("The command completed successfully.")
         print("")
     }
+}
+
+struct Refs: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a drive's open and deferred handles, its cache counters, and the processes using it.")
+
+    @Argument(help: "The drive letter.")
+    var letter: String
+
+    @OptionGroup var connection: Connection
+
+    func validate() throws {
+        if DriveLetter(letter) == nil { throw ValidationError("'\(letter)' is not a drive letter (a to z).") }
+    }
+
+    func run() throws {
+        let response = try connection.perform(ControlRequest(op: "refs", letter: letter))
+        if connection.json { return connection.printJSON(response) }
+        guard let references = response.references else { return }
+        let drive = references.drive
+        print("\(drive.letter) \(drive.remote), mounted at \(drive.mountpoint)")
+        print("")
+        if references.serverOpens.isEmpty {
+            print("No handles are open or deferred.")
+        } else {
+            printTable([["State", "Left", "Handles", "Access", "Age", "PIDs", "Path"]] + references.serverOpens.map { open in
+                [open.state, open.secondsLeft.map { seconds($0) } ?? "-", String(open.handles), open.access,
+                 seconds(open.ageSeconds), open.pids.isEmpty ? "-" : open.pids.map(String.init).joined(separator: ","), open.path]
+            }, underline: false)
+        }
+        let c = references.counters
+        print("")
+        print("Opens \(c.opens): \(c.backendOpens) reached the share, \(c.collapsed) shared an open handle, "
+              + "\(c.revived) revived a deferred one.")
+        print("Deferred closes: \(c.flushed) flushed, \(c.expired) expired, \(c.evicted) evicted, \(c.invalidated) invalidated.")
+        print("")
+        if references.processes.isEmpty {
+            print("No process is using the drive.")
+        } else {
+            print("Processes using the drive:")
+            references.processes.forEach { print("  \($0)") }
+        }
+        print("")
+    }
+
+    private func seconds(_ value: Double) -> String {
+        let tenths = (value * 10).rounded() / 10
+        return "\(tenths)s"
+    }
+}
+
+func printTable(_ rows: [[String]], underline: Bool) {
+    let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max()! }
+    func line(_ row: [String]) -> String {
+        zip(row, widths).map { $0.padding($1) }.joined(separator: "  ").trimmingTrailingSpaces()
+    }
+    print(line(rows[0]))
+    if underline { print(String(repeating: "-", count: widths.reduce(0, +) + 2 * (widths.count - 1))) }
+    rows.dropFirst().forEach { print(line($0)) }
 }
 
 struct HelpMsg: ParsableCommand {

@@ -80,6 +80,9 @@ class Daemon:
         self.ctl("use", letter, str(remote), *options)
         return self.root / letter.lower().rstrip(":")
 
+    def refs(self, letter="q"):
+        return json.loads(self.ctl("refs", letter, "--json").stdout)["references"]
+
     def listing(self):
         return json.loads(self.ctl("list", "--json").stdout)["drives"]
 

@@ -21,8 +21,8 @@ def test_list_table_and_empty_list(daemon, share):
     assert "There are no entries in the list." in daemon.ctl("list").stdout
     daemon.use("q", share)
     lines = daemon.ctl("list").stdout.splitlines()
-    assert lines[0].split() == ["Status", "Local", "Remote", "Mounted", "at", "Open", "handles"]
-    assert lines[2].split() == ["OK", "Q:", str(share), str(daemon.root / "q"), "0"]
+    assert lines[0].split() == ["Status", "Local", "Remote", "Mounted", "at", "Open", "Deferred"]
+    assert lines[2].split() == ["OK", "Q:", str(share), str(daemon.root / "q"), "0", "0"]
 
 
 def test_open_handles_are_counted(daemon, drive):

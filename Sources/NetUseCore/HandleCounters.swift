@@ -19,3 +19,26 @@ public struct HandleCounters: Codable, Sendable, Equatable {
 
     public init() {}
 }
+
+/// One row of `netusectl refs`: a ServerOpen and who holds it.
+public struct ServerOpenReference: Codable, Sendable, Equatable {
+    public var path: String
+    /// "open" while FileHandles hold it, "deferred" while only the cache does.
+    public var state: String
+    public var secondsLeft: Double?
+    public var handles: Int
+    public var pids: [Int32]
+    /// read, write or readWrite.
+    public var access: String
+    public var ageSeconds: Double
+
+    public init(path: String, state: String, secondsLeft: Double?, handles: Int, pids: [Int32], access: String, ageSeconds: Double) {
+        self.path = path
+        self.state = state
+        self.secondsLeft = secondsLeft
+        self.handles = handles
+        self.pids = pids
+        self.access = access
+        self.ageSeconds = ageSeconds
+    }
+}
