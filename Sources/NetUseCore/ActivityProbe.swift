@@ -1,8 +1,8 @@
 import Glibc
 
 /// How one process uses a drive, as `fuser -m` would find it.
-public struct ProcessUse: Codable, Sendable, Equatable, CustomStringConvertible {
-    public enum How: String, Codable, Sendable {
+public struct ProcessUse: Codable, Sendable, Hashable, CustomStringConvertible {
+    public enum How: String, Codable, Sendable, Hashable {
         case cwd, root, exe, open, mapped
         /// The daemon may not look at this process: it cannot tell whether it uses the drive.
         case uninspectable

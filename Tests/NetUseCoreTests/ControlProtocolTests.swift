@@ -23,12 +23,15 @@ import Testing
         #expect(try operation(String(decoding: line.dropLast(), as: UTF8.self))
                 == .use(.letter(DriveLetter("q")!), .local(path: "/srv"), options: ["a": "b"]))
         #expect(try operation(#"{"v":1,"op":"use","letter":"*","remote":"/srv"}"#) == .use(.nextFree, .local(path: "/srv"), options: [:]))
-        #expect(try operation(#"{"v":1,"op":"delete","letter":"Q:"}"#) == .delete(DriveLetter("q")!))
+        #expect(try operation(#"{"v":1,"op":"delete","letter":"Q:"}"#) == .delete(DriveLetter("q")!, force: false, wait: .zero))
+        #expect(try operation(#"{"v":1,"op":"delete","letter":"q","force":true,"wait":2.5}"#)
+                == .delete(DriveLetter("q")!, force: true, wait: .milliseconds(2500)))
+        #expect(try operation(#"{"v":1,"op":"refs","letter":"q"}"#) == .refs(DriveLetter("q")!))
         #expect(try operation(#"{"v":1,"op":"list"}"#) == .list)
     }
 
     @Test func responsesRoundTrip() throws {
-        let drive = DriveStatus(letter: "Q:", remote: "/srv", mountpoint: "/run/netuse/q", status: "OK", owner: 1000, openHandles: 3)
+        let drive = DriveStatus(letter: "Q:", remote: "/srv", mountpoint: "/run/netuse/q", status: "OK", owner: 1000, openHandles: 3, deferredHandles: 2)
         for response in [ControlResponse(drive: drive), ControlResponse(drives: [drive]),
                          ControlResponse(error: NetError(.useNotFound, detail: ["Q: is not connected."]))] {
             let line = response.encodedLine()
@@ -53,6 +56,9 @@ import Testing
         (#"{"v":1,"op":"use","letter":"qq","remote":"/srv"}"#, 87),
         (#"{"v":1,"op":"delete"}"#, 87),
         (#"{"v":1,"op":"delete","letter":"7"}"#, 87),
+        (#"{"v":1,"op":"delete","letter":"q","wait":-1}"#, 87),
+        (#"{"v":1,"op":"delete","letter":"q","force":"yes"}"#, 87),
+        (#"{"v":1,"op":"refs"}"#, 87),
         (#"{"v":1,"op":"format"}"#, 50),
         (#"{"v":1,"op":"use","letter":"q","remote":"relative"}"#, 67),
     ])

@@ -1,0 +1,251 @@
+import Glibc
+import NetUseCore
+import Redirector
+import Testing
+
+/// The FCB handle cache, driven through the Redirector with a fake share and a fake clock.
+@Suite struct HandleCacheTests {
+    let share = FakeShare()
+    let clock = FakeClock()
+    let redirector: Redirector
+    let caller = Caller(uid: 0, gid: 0, pid: 42)
+
+    init() {
+        var options = Redirector.Options()
+        options.closeTimeout = .seconds(5)
+        options.deferredLimit = 3
+        let clock = self.clock
+        redirector = Redirector(backend: share, options: options, clock: { clock.now() })
+    }
+
+    private func node(_ path: String) throws -> UInt64 {
+        var parent: UInt64 = 1
+        for name in path.split(separator: "/") {
+            parent = try redirector.lookup(parent: parent, name: String(name)).node
+        }
+        return parent
+    }
+
+    private func open(_ path: String, _ flags: Int32 = O_RDONLY) throws -> UInt64 {
+        try redirector.open(try node(path), flags: flags, caller: caller).handle
+    }
+
+    /// Opens and closes: leaves one deferred ServerOpen behind.
+    private func touch(_ path: String, _ flags: Int32 = O_RDONLY) throws {
+        redirector.release(try open(path, flags))
+    }
+
+    @Test func compatibleOpensCollapseOntoOneServerOpen() throws {
+        share.put("f")
+        let first = try open("f")
+        let second = try open("f")
+        #expect(share.openCount == 1)
+        #expect(redirector.counters.collapsed == 1)
+        #expect(redirector.openHandleCount == 2)
+        redirector.release(first)
+        #expect(redirector.deferredCount == 0, "still held by the second FileHandle")
+        redirector.release(second)
+        #expect(redirector.deferredCount == 1)
+        #expect(share.openHandles == 1)
+    }
+
+    @Test func otherAccessModesGetTheirOwnServerOpen() throws {
+        share.put("f")
+        _ = try open("f", O_RDONLY)
+        _ = try open("f", O_WRONLY)
+        _ = try open("f", O_WRONLY | O_APPEND)
+        #expect(share.openCount == 3)
+    }
+
+    @Test func aReleasedServerOpenIsRevivedWithoutTheShare() throws {
+        share.put("batch.cmd")
+        for _ in 0..<100 { try touch("batch.cmd") }
+        let counters = redirector.counters
+        #expect(counters.opens == 100 && counters.backendOpens == 1 && counters.revived == 99)
+        #expect(share.openCount == 1)
+    }
+
+    @Test func deferredServerOpensExpireAfterCloseTimeout() throws {
+        share.put("f")
+        try touch("f")
+        clock.advance(.milliseconds(4900))
+        redirector.expireDeferred()
+        #expect(redirector.deferredCount == 1)
+        clock.advance(.milliseconds(200))
+        redirector.expireDeferred()
+        #expect(redirector.deferredCount == 0)
+        #expect(share.openHandles == 0)
+        #expect(redirector.counters.expired == 1)
+        try touch("f")
+        #expect(share.openCount == 2, "an expired ServerOpen is not revived")
+    }
+
+    @Test func theDeferredListIsBoundedOldestFirst() throws {
+        for name in ["a", "b", "c", "d"] {
+            share.put(name)
+            try touch(name)
+        }
+        #expect(redirector.deferredCount == 3)
+        #expect(share.events.filter { $0.hasPrefix("close") } == ["close a"])
+        #expect(redirector.counters.evicted == 1)
+    }
+
+    @Test func zeroCloseTimeoutClosesAtOnce() throws {
+        var options = Redirector.Options()
+        options.closeTimeout = .zero
+        let redirector = Redirector(backend: share, options: options)
+        share.put("f")
+        let node = try redirector.lookup(parent: 1, name: "f").node
+        redirector.release(try redirector.open(node, flags: O_RDONLY, caller: caller).handle)
+        #expect(redirector.deferredCount == 0 && share.openHandles == 0)
+    }
+
+    @Test func unlinkClosesTheDeferredOpenFirst() throws {
+        share.put("doomed")
+        try touch("doomed")
+        share.clearEvents()
+        try redirector.unlink(parent: 1, name: "doomed")
+        #expect(share.events == ["close doomed", "unlink doomed"])
+        #expect(redirector.counters.invalidated == 1)
+    }
+
+    @Test func renameClosesBothNamesButNotASiblingWithTheSamePrefix() throws {
+        share.put("foo")
+        share.put("foo.tmp")
+        share.put("bar")
+        try touch("foo")
+        try touch("foo.tmp")
+        try touch("bar")
+        share.clearEvents()
+        try redirector.rename(parent: 1, name: "foo", to: 1, newName: "bar", flags: [])
+        #expect(share.events.last == "rename foo bar")
+        #expect(Set(share.events.dropLast()) == ["close foo", "close bar"])
+        #expect(redirector.deferredCount == 1, "foo.tmp keeps its deferred open")
+        try touch("foo.tmp")
+        #expect(redirector.counters.revived == 1)
+    }
+
+    @Test func renameOfADirectoryClosesEverythingBelowIt() throws {
+        share.put("dir", directory: true)
+        share.put("dir/a")
+        share.put("dir/sub", directory: true)
+        share.put("dir/sub/b")
+        share.put("dir2")
+        try touch("dir/a")
+        try touch("dir/sub/b")
+        try touch("dir2")
+        share.clearEvents()
+        try redirector.rename(parent: 1, name: "dir", to: 1, newName: "moved", flags: [])
+        #expect(Set(share.events.dropLast()) == ["close dir/a", "close dir/sub/b"])
+        #expect(redirector.deferredCount == 1)
+    }
+
+    @Test func rmdirClosesDeferredOpensBelowIt() throws {
+        share.put("dir", directory: true)
+        share.put("dir/a")
+        try touch("dir/a")
+        share.put("dirt")
+        try touch("dirt")
+        share.clearEvents()
+        try redirector.removeDirectory(parent: 1, name: "dir")
+        #expect(share.events == ["close dir/a", "rmdir dir"])
+        #expect(redirector.deferredCount == 1)
+    }
+
+    @Test func truncateClosesTheDeferredOpenFirst() throws {
+        share.put("f", size: 100)
+        try touch("f")
+        share.clearEvents()
+        var changes = AttributeChanges()
+        changes.size = 0
+        _ = try redirector.setAttributes(changes, of: try node("f"), handle: nil)
+        #expect(share.events == ["close f", "truncate f"])
+    }
+
+    @Test func anOpenWithTruncateNeverCollapses() throws {
+        share.put("f", size: 100)
+        try touch("f", O_WRONLY)
+        share.clearEvents()
+        try touch("f", O_WRONLY | O_TRUNC)
+        #expect(share.events == ["close f", "open f"])
+    }
+
+    @Test func flushClosesEveryDeferredOpenAndNothingActive() throws {
+        share.put("a")
+        share.put("b")
+        share.put("c")
+        try touch("a")
+        try touch("b")
+        let held = try open("c")
+        #expect(redirector.flushDeferred() == 2)
+        #expect(redirector.deferredCount == 0)
+        #expect(redirector.openHandleCount == 1)
+        #expect(share.openHandles == 1)
+        redirector.release(held)
+    }
+
+    @Test func aDeferredServerOpenIsNeverActive() throws {
+        share.put("script.bat")
+        try touch("script.bat")
+        #expect(redirector.liveHandles.isEmpty)
+        #expect(redirector.openHandleCount == 0)
+        #expect(redirector.deferredCount == 1)
+        let held = try open("script.bat")
+        #expect(redirector.liveHandles.map(\.opener.pid) == [42])
+        redirector.release(held)
+        #expect(redirector.liveHandles.isEmpty)
+    }
+
+    @Test func reopenKeepsTheKernelCacheOnlyWhenTheFileIsUnchanged() throws {
+        share.put("f", size: 10, mtime: 1)
+        try touch("f")
+        let f = try node("f")
+        let unchanged = try redirector.open(f, flags: O_RDONLY, caller: caller)
+        #expect(unchanged.keepCache)
+        redirector.release(unchanged.handle)
+        share.put("f", size: 12, mtime: 2, newInode: false)  // written in place by someone else
+        let changed = try redirector.open(f, flags: O_RDONLY, caller: caller)
+        #expect(!changed.keepCache)
+        #expect(share.openCount == 1, "same file: the deferred handle still serves")
+        redirector.release(changed.handle)
+    }
+
+    @Test func aReplacedFileIsNotServedByTheOldHandle() throws {
+        share.put("f", size: 10, mtime: 1)
+        try touch("f")
+        share.clearEvents()
+        share.put("f", size: 10, mtime: 1, newInode: true)  // renamed over by someone else
+        let reopened = try redirector.open(try node("f"), flags: O_RDONLY, caller: caller)
+        #expect(share.events == ["close (gone)", "open f"])
+        #expect(!reopened.keepCache)
+        #expect(redirector.counters.invalidated == 1)
+    }
+
+    @Test func anOpenFileFollowsARenameAndANewFileAtAnUnlinkedNameIsNew() throws {
+        share.put("old")
+        let held = try open("old")
+        try redirector.rename(parent: 1, name: "old", to: 1, newName: "new", flags: [])
+        _ = try open("new")
+        #expect(redirector.counters.collapsed == 1)
+        try redirector.unlink(parent: 1, name: "new")
+        share.put("new")
+        _ = try open("new")
+        #expect(redirector.counters.backendOpens == 2, "the unlinked file's handle is not reused")
+        redirector.release(held)
+    }
+
+    @Test func revokeFailsEverythingWithEIOAndClosesEveryHandle() throws {
+        share.put("f")
+        let held = try open("f")
+        share.put("g")
+        try touch("g")
+        redirector.revoke()
+        #expect(share.openHandles == 0)
+        var byte: UInt8 = 0
+        #expect(throws: Errno(EIO)) {
+            _ = try withUnsafeMutableBytes(of: &byte) { try redirector.read(held, into: $0, at: 0) }
+        }
+        #expect(throws: Errno(EIO)) { try redirector.lookup(parent: 1, name: "f") }
+        redirector.release(held)
+    }
+}
