@@ -5,7 +5,7 @@ SWIFT      ?= swift
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the build, the tests and the demo need.
-DEB_PACKAGES := fuse3 libfuse3-dev pkg-config util-linux python3
+DEB_PACKAGES := fuse3 libfuse3-dev pkg-config util-linux python3 libsmbclient-dev samba smbclient
 
 RELEASE_BIN = $(shell $(SWIFT) build -c release --show-bin-path)
 DEBUG_BIN   = $(shell $(SWIFT) build --show-bin-path)
@@ -44,11 +44,13 @@ demo: deps build
 install: build
 	install -D -m 0755 $(RELEASE_BIN)/netused $(DESTDIR)$(PREFIX)/bin/netused
 	install -D -m 0755 $(RELEASE_BIN)/netusectl $(DESTDIR)$(PREFIX)/bin/netusectl
+	install -D -m 0755 $(RELEASE_BIN)/netuse-smb-worker $(DESTDIR)$(PREFIX)/libexec/netuse/netuse-smb-worker
 	install -D -m 0644 systemd/netused.service $(DESTDIR)$(UNITDIR)/netused.service
 	sed -i 's|/usr/local/bin|$(PREFIX)/bin|' $(DESTDIR)$(UNITDIR)/netused.service
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/netused $(DESTDIR)$(PREFIX)/bin/netusectl $(DESTDIR)$(UNITDIR)/netused.service
+	rm -f $(DESTDIR)$(PREFIX)/libexec/netuse/netuse-smb-worker
 
 clean:
 	rm -rf .build

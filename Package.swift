@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "netused", targets: ["netused"]),
         .executable(name: "netusectl", targets: ["netusectl"]),
+        .executable(name: "netuse-smb-worker", targets: ["netuse-smb-worker"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -14,6 +15,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .systemLibrary(name: "CLinux"),
+        .systemLibrary(name: "CSMBClient", pkgConfig: "smbclient", providers: [.apt(["libsmbclient-dev"])]),
         .target(name: "NetUseCore", dependencies: ["CLinux"]),
         .target(name: "Redirector", dependencies: ["NetUseCore", "CLinux"]),
         .target(name: "Backends", dependencies: ["Redirector", "NetUseCore", "CLinux"]),
@@ -23,6 +25,7 @@ let package = Package(
             "NetUseDaemon",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .executableTarget(name: "netuse-smb-worker", dependencies: ["NetUseCore", "CSMBClient"]),
         .executableTarget(name: "netusectl", dependencies: [
             "NetUseCore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -14,18 +14,26 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var letter: String?
     public var remote: String?
     public var options: [String: String]?
+    /// use of an SMB share: who connects. The password crosses this socket and nothing else.
+    public var user: String?
+    public var password: String?
+    public var domain: String?
     /// delete: detach at once and fail what is still open with EIO (`net use /d /y`).
     public var force: Bool?
     /// delete: seconds to wait for the drive to become idle.
     public var wait: Double?
 
     public init(op: String, letter: String? = nil, remote: String? = nil, options: [String: String]? = nil,
+                user: String? = nil, password: String? = nil, domain: String? = nil,
                 force: Bool? = nil, wait: Double? = nil) {
         self.v = ControlProtocol.version
         self.op = op
         self.letter = letter
         self.remote = remote
         self.options = options
+        self.user = user
+        self.password = password
+        self.domain = domain
         self.force = force
         self.wait = wait
     }
@@ -39,9 +47,36 @@ public enum LetterChoice: Equatable, Sendable {
     case nextFree
 }
 
+/// Who connects to an SMB share; guest when `user` is empty.
+public struct Credentials: Equatable, Sendable {
+    public var user: String
+    public var password: String
+    public var domain: String
+
+    public init(user: String = "", password: String = "", domain: String = "") {
+        self.user = user
+        self.password = password
+        self.domain = domain
+    }
+
+    /// `DOMAIN\name` and `name@realm` both name a domain.
+    public init(account: String, password: String, domain: String?) {
+        var user = account
+        var parsedDomain = ""
+        if let backslash = account.firstIndex(of: "\\") {
+            parsedDomain = String(account[..<backslash])
+            user = String(account[account.index(after: backslash)...])
+        } else if let at = account.lastIndex(of: "@") {
+            parsedDomain = String(account[account.index(after: at)...])
+            user = String(account[..<at])
+        }
+        self.init(user: user, password: password, domain: domain ?? parsedDomain)
+    }
+}
+
 /// A request checked and parsed: what the daemon acts on.
 public enum ControlOperation: Equatable, Sendable {
-    case use(LetterChoice, Remote, options: [String: String])
+    case use(LetterChoice, Remote, options: [String: String], credentials: Credentials)
     case delete(DriveLetter, force: Bool, wait: Duration)
     case list
     case refs(DriveLetter)
@@ -71,7 +106,11 @@ public enum ControlOperation: Equatable, Sendable {
                 choice = .letter(try Self.letter(letterText))
             }
             let remote = try Remote(parsing: try Self.required(request.remote, "remote"))
-            self = .use(choice, remote, options: request.options ?? [:])
+            var account = request.user
+            if account == nil, case .smb(let location) = remote { account = location.user }
+            let credentials = account.map { Credentials(account: $0, password: request.password ?? "", domain: request.domain) }
+                ?? Credentials()
+            self = .use(choice, remote, options: request.options ?? [:], credentials: credentials)
         case "delete":
             let wait = request.wait ?? 0
             guard wait >= 0, wait <= 3600 else {

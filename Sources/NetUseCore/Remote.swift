@@ -1,11 +1,66 @@
+/// An SMB share: `//server/share/path`, `\\server\share\path` or
+/// `smb://[user@]server[:port]/share/path`.
+public struct SMBLocation: Hashable, Sendable {
+    public let server: String
+    public let port: Int?
+    public let share: String
+    /// A folder below the share that the drive maps instead of its top ("" for the top).
+    public let path: String
+    /// The user named in an smb:// URL, if any.
+    public let user: String?
+
+    /// The URL libsmbclient takes.
+    public var url: String {
+        "smb://\(server)\(port.map { ":\($0)" } ?? "")/\(share)\(path.isEmpty ? "" : "/" + path)"
+    }
+
+    /// The same server as another drive's (for the one-user-per-server rule).
+    public var serverKey: String { server.lowercased() + (port.map { ":\($0)" } ?? "") }
+
+    init(parsing text: String) throws(NetError) {
+        var rest = Substring(text.replacing("\\", with: "/"))
+        var user: String?
+        if rest.lowercased().hasPrefix("smb://") {
+            rest = rest.dropFirst(6)
+            if let at = rest.firstIndex(of: "@"), !rest[..<at].contains("/") {
+                user = String(rest[..<at])
+                rest = rest[rest.index(after: at)...]
+            }
+        } else {
+            rest = rest.dropFirst(2)
+        }
+        let parts = rest.split(separator: "/", omittingEmptySubsequences: true)
+        guard parts.count >= 2 else {
+            throw NetError(.badNetName, detail: ["An SMB share is //server/share or smb://server[:port]/share, not \(text)."])
+        }
+        var server = String(parts[0])
+        var port: Int?
+        if !server.hasPrefix("["), let colon = server.lastIndex(of: ":") {
+            guard let number = Int(server[server.index(after: colon)...]), (1...65535).contains(number) else {
+                throw NetError(.badNetName, detail: ["'\(server)' has no valid port."])
+            }
+            port = number
+            server = String(server[..<colon])
+        }
+        guard !server.isEmpty else { throw NetError(.badNetName, detail: ["\(text) names no server."]) }
+        self.server = server
+        self.port = port
+        self.share = String(parts[1])
+        self.path = parts.dropFirst(2).filter { $0 != "." }.joined(separator: "/")
+        self.user = user
+    }
+}
+
 /// What a drive connects to, parsed from what the user typed.
 public enum Remote: Hashable, Sendable, CustomStringConvertible {
     /// A directory on this machine: an absolute path or a `file://` URL.
     case local(path: String)
+    case smb(SMBLocation)
 
     public init(parsing text: String) throws(NetError) {
         if text.hasPrefix("//") || text.hasPrefix("\\\\") || text.lowercased().hasPrefix("smb://") {
-            throw NetError(.notSupported, detail: ["SMB shares are not supported by this build yet: \(text)"])
+            self = .smb(try SMBLocation(parsing: text))
+            return
         }
         var path = text
         if text.lowercased().hasPrefix("file://") {
@@ -27,7 +82,12 @@ public enum Remote: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .local(let path): return path
+        case .local(let path):
+            return path
+        case .smb(let location):
+            // Without a port, the UNC form users know; with one, the URL that says it.
+            if location.port != nil { return location.url }
+            return "//\(location.server)/\(location.share)\(location.path.isEmpty ? "" : "/" + location.path)"
         }
     }
 

@@ -51,8 +51,9 @@ final class ControlServer: Sendable {
     func handle(_ line: [UInt8], from peer: UnixSocket.Peer) -> ControlResponse {
         do throws(NetError) {
             switch try ControlOperation(line: line) {
-            case .use(let choice, let remote, let options):
-                return ControlResponse(drive: try drives.use(choice, remote: remote, options: options, caller: peer))
+            case .use(let choice, let remote, let options, let credentials):
+                return ControlResponse(drive: try drives.use(choice, remote: remote, options: options,
+                                                             credentials: credentials, caller: peer))
             case .delete(let letter, let force, let wait):
                 return ControlResponse(flushed: try drives.delete(letter, force: force, wait: wait, caller: peer))
             case .list:

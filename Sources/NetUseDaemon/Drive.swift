@@ -9,13 +9,16 @@ final class Drive: Sendable {
     let letter: DriveLetter
     let remote: Remote
     let owner: uid_t
+    /// The user name an SMB drive connected as ("" for guest and local shares).
+    let account: String
     let redirector: Redirector
     let mount: FUSEMount
 
-    init(letter: DriveLetter, remote: Remote, owner: uid_t, redirector: Redirector, mount: FUSEMount) {
+    init(letter: DriveLetter, remote: Remote, owner: uid_t, account: String, redirector: Redirector, mount: FUSEMount) {
         self.letter = letter
         self.remote = remote
         self.owner = owner
+        self.account = account
         self.redirector = redirector
         self.mount = mount
     }

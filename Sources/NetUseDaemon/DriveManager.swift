@@ -41,30 +41,40 @@ final class DriveManager: Sendable {
 
     // MARK: use
 
-    func use(_ choice: LetterChoice, remote: Remote, options: [String: String], caller: UnixSocket.Peer) throws(NetError) -> DriveStatus {
-        let redirectorOptions = try DriveOptions.parse(options)
+    func use(_ choice: LetterChoice, remote: Remote, options: [String: String], credentials: Credentials,
+             caller: UnixSocket.Peer) throws(NetError) -> DriveStatus {
+        let settings = try DriveOptions.parse(options)
         let letter = try reserve(choice)
         defer { state.withLock { _ = $0.reserved.remove(letter) } }
 
+        let owner = Caller(uid: caller.uid, gid: caller.gid, pid: caller.pid)
         let backend: any ShareBackend
         switch remote {
         case .local(let path):
-            backend = try LocalShare(directory: path, caller: Caller(uid: caller.uid, gid: caller.gid, pid: caller.pid))
+            backend = try LocalShare(directory: path, caller: owner)
+        case .smb(let location):
+            try checkOneUserPerServer(location, credentials)
+            backend = try SMBShare(connection: SMBConnection(url: location.url, user: credentials.user,
+                                                             password: credentials.password, domain: credentials.domain,
+                                                             timeout: settings.timeout),
+                                   owner: owner, workers: settings.workers)
         }
         let mountpoint = root + "/" + letter.name
         if mkdir(mountpoint, 0o755) != 0 && errno != EEXIST {
             throw NetError(.deviceNotFunctioning, detail: ["Cannot make the mountpoint \(mountpoint): \(Errno.current)."])
         }
-        let redirector = Redirector(backend: backend, options: redirectorOptions)
+        let redirector = Redirector(backend: backend, options: settings.cache)
         let mount: FUSEMount
         do {
             mount = try FUSEMount(redirector: redirector, mountpoint: mountpoint,
                                   fileSystemName: "netuse:" + remote.description, allowOther: geteuid() == 0)
         } catch {
             rmdir(mountpoint)
+            backend.disconnect()
             throw NetError(.deviceNotFunctioning, detail: ["Cannot mount \(mountpoint): \(error)."])
         }
-        let drive = Drive(letter: letter, remote: remote, owner: caller.uid, redirector: redirector, mount: mount)
+        let drive = Drive(letter: letter, remote: remote, owner: caller.uid, account: credentials.user,
+                          redirector: redirector, mount: mount)
         state.withLock { $0.drives[letter] = drive }
         Log.info("\(letter) connected to \(remote) at \(mountpoint) for uid \(caller.uid)")
         return drive.status()
@@ -207,6 +217,21 @@ final class DriveManager: Sendable {
         drive.mount.close()
         drive.redirector.disconnect()
         rmdir(drive.mount.mountpoint)
+    }
+
+    /// Windows allows one user name per server and session: a second drive to the same
+    /// server under another name is 1219.
+    private func checkOneUserPerServer(_ location: SMBLocation, _ credentials: Credentials) throws(NetError) {
+        let others = state.withLock { state in
+            state.drives.values.compactMap { drive -> String? in
+                guard case .smb(let other) = drive.remote, other.serverKey == location.serverKey else { return nil }
+                return drive.account
+            }
+        }
+        if let other = others.first(where: { $0.lowercased() != credentials.user.lowercased() }) {
+            throw NetError(.sessionCredentialConflict, detail: [
+                "\(location.server) is already connected as \(other.isEmpty ? "guest" : other)."])
+        }
     }
 
     private func reserve(_ choice: LetterChoice) throws(NetError) -> DriveLetter {

@@ -2,21 +2,37 @@ import NetUseCore
 import Redirector
 
 /// `-o key=value` options of `use`, checked before anything is mounted.
-enum DriveOptions {
-    static func parse(_ options: [String: String]) throws(NetError) -> Redirector.Options {
-        var result = Redirector.Options()
+struct DriveOptions {
+    var cache = Redirector.Options()
+    /// SMB: how long one request may take before its worker is replaced.
+    var timeout: Duration = .seconds(30)
+    /// SMB: how many worker processes serve the drive.
+    var workers = 2
+
+    static func parse(_ options: [String: String]) throws(NetError) -> DriveOptions {
+        var result = DriveOptions()
         for (key, value) in options.sorted(by: { $0.key < $1.key }) {
             switch key {
+            case "timeout":
+                guard let seconds = Double(value), seconds >= 0.1, seconds <= 3600 else {
+                    throw NetError(.invalidParameter, detail: ["timeout takes 0.1 to 3600 seconds, not '\(value)'."])
+                }
+                result.timeout = .milliseconds(Int64(seconds * 1000))
+            case "workers":
+                guard let count = Int(value), (1...16).contains(count) else {
+                    throw NetError(.invalidParameter, detail: ["workers takes 1 to 16, not '\(value)'."])
+                }
+                result.workers = count
             case "closetimeo":
                 guard let seconds = Double(value), seconds >= 0, seconds <= 3600 else {
                     throw NetError(.invalidParameter, detail: ["closetimeo takes 0 to 3600 seconds, not '\(value)'."])
                 }
-                result.closeTimeout = .milliseconds(Int64(seconds * 1000))
+                result.cache.closeTimeout = .milliseconds(Int64(seconds * 1000))
             case "maxdeferred":
                 guard let count = Int(value), count >= 0, count <= 65536 else {
                     throw NetError(.invalidParameter, detail: ["maxdeferred takes 0 to 65536, not '\(value)'."])
                 }
-                result.deferredLimit = count
+                result.cache.deferredLimit = count
             default:
                 throw NetError(.invalidParameter, detail: ["Unknown option '\(key)'."])
             }

@@ -67,11 +67,20 @@ struct Use: ParsableCommand {
     @Argument(help: "The drive letter (q, q: or Q:), or * for the next free one counting down from Z:.")
     var letter: String
 
-    @Argument(help: "The share: an absolute directory path or a file:// URL.")
+    @Argument(help: "The share: //server/share[/path], smb://[user@]server[:port]/share[/path], an absolute directory path or a file:// URL.")
     var remote: String
 
+    @Option(help: ArgumentHelp("Connect to an SMB share as this user ([DOMAIN\\]name or name@realm); guest without it.", valueName: "user"))
+    var user: String?
+
+    @Flag(help: "Read the password from the first line of standard input.")
+    var passwordStdin = false
+
+    @Option(help: ArgumentHelp("Take user, password and domain from a mount.cifs credentials file (mode 600).", valueName: "file"))
+    var credentials: String?
+
     @Option(name: .shortAndLong, help: ArgumentHelp(
-        "A drive option, key=value: closetimeo=SECONDS keeps closed files' server handles for reuse (default 5, 0 = off); maxdeferred=N bounds them (default 64).",
+        "A drive option, key=value: closetimeo=SECONDS keeps closed files' server handles for reuse (default 5, 0 = off); maxdeferred=N bounds them (default 64); for SMB, timeout=SECONDS (default 30) and workers=N (default 2).",
         valueName: "key=value"))
     var option: [String] = []
 
@@ -88,7 +97,28 @@ struct Use: ParsableCommand {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             options[String(parts[0])] = String(parts[1])
         }
-        let response = try connection.perform(ControlRequest(op: "use", letter: letter, remote: remote, options: options))
+        var account = user
+        var password: String?
+        var domain: String?
+        if let credentials {
+            do {
+                let file = try CredentialsFile.read(credentials)
+                account = account ?? file.user
+                password = file.password
+                domain = file.domain
+            } catch {
+                FileOutput.standardError.write(error.description + "\n")
+                throw ExitCode(Exit.systemError)
+            }
+        }
+        if passwordStdin {
+            password = readLine(strippingNewline: true) ?? ""
+        } else if password == nil, account != nil, isatty(STDIN_FILENO) == 1 {
+            // No echo, as net use * prompts.
+            password = getpass("Type the password for \(remote): ").map { String(cString: $0) } ?? ""
+        }
+        let response = try connection.perform(ControlRequest(
+            op: "use", letter: letter, remote: remote, options: options, user: account, password: password, domain: domain))
         if connection.json { return connection.printJSON(response) }
         guard let drive = response.drive else { return }
         print("Drive \(drive.letter) is now connected to \(drive.remote).")

@@ -1,0 +1,183 @@
+import Glibc
+import NetUseCore
+import Synchronization
+
+/// Where and as whom an SMB share is reached. The password lives here and in the worker's
+/// memory only: never in argv, an environment, a log line or an answer.
+public struct SMBConnection: Sendable {
+    public let url: String
+    public let user: String
+    public let password: String
+    public let domain: String
+    /// How long one request may take before its worker is killed and replaced.
+    public let timeout: Duration
+
+    public init(url: String, user: String, password: String, domain: String, timeout: Duration) {
+        self.url = url
+        self.user = user
+        self.password = password
+        self.domain = domain
+        self.timeout = timeout
+    }
+}
+
+/// One netuse-smb-worker process and the socket to it. Requests go one at a time: the
+/// worker is single-threaded by design (libsmbclient is not thread-safe), so the lock here
+/// is the channel itself. A worker that crashes or does not answer in time is killed; the
+/// next request starts a new one, which connects afresh.
+final class SMBWorker: Sendable {
+    struct Process {
+        let pid: pid_t
+        let socket: Int32
+        /// Counts the processes this slot has had: handles opened on an earlier one must be
+        /// opened again on the current one.
+        let generation: Int
+    }
+
+    /// The current process while the channel lock is held.
+    final class Channel {
+        fileprivate let process: Process
+        fileprivate let timeout: Int32
+        /// Set when the worker died or did not answer: it is to be replaced.
+        fileprivate var lost = false
+        var generation: Int { process.generation }
+
+        fileprivate init(process: Process, timeout: Int32) {
+            self.process = process
+            self.timeout = timeout
+        }
+
+        /// Sends one request and returns the reader positioned at its results; errno
+        /// answers are thrown. A dead or silent worker is EIO (the caller retires it).
+        func request(_ operation: SMBOperation, _ arguments: (inout WireWriter) -> Void = { _ in }) throws(Errno) -> WireReader {
+            var message = WireWriter()
+            message.u8(operation.rawValue)
+            arguments(&message)
+            let frame: [UInt8]
+            do {
+                try WireFrame.send(process.socket, message.bytes)
+                frame = try WireFrame.receive(process.socket, timeout: timeout)
+            } catch {
+                lost = true
+                throw Errno(EIO)
+            }
+            var reply = WireReader(frame)
+            let status = try reply.i32()
+            guard status == 0 else { throw Errno(status) }
+            return reply
+        }
+    }
+
+    private let connection: SMBConnection
+    private let state = Mutex<(process: Process?, generations: Int)>((nil, 0))
+
+    init(connection: SMBConnection) {
+        self.connection = connection
+    }
+
+    private var timeoutMilliseconds: Int32 {
+        let (seconds, attoseconds) = connection.timeout.components
+        return Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+    }
+
+    /// Runs `body` with a live worker, starting one if needed. Errors from the share pass
+    /// through as their errno; a lost worker is killed and becomes EIO.
+    func withChannel<T>(_ body: (Channel) throws(Errno) -> T) throws(Errno) -> T {
+        try state.withLock { (state) throws(Errno) -> T in
+            if state.process == nil {
+                state.generations += 1
+                state.process = try start(generation: state.generations)
+            }
+            let channel = Channel(process: state.process!, timeout: timeoutMilliseconds)
+            do throws(Errno) {
+                return try body(channel)
+            } catch {
+                if channel.lost {
+                    Self.stop(state.process!)
+                    state.process = nil
+                }
+                throw error
+            }
+        }
+    }
+
+    /// Tries the channel only if nobody holds it, so that path operations can go to an idle worker.
+    func withChannelIfIdle<T>(_ body: (Channel) throws(Errno) -> T) throws(Errno) -> T? {
+        var idle = false
+        _ = state.withLockIfAvailable { _ in idle = true }
+        guard idle else { return nil }
+        return try withChannel(body)
+    }
+
+    func shutdown() {
+        state.withLock { state in
+            if let process = state.process { Self.stop(process) }
+            state.process = nil
+        }
+    }
+
+    /// Starts a worker and connects it; a share that cannot be reached fails here with the
+    /// worker's errno.
+    private func start(generation: Int) throws(Errno) -> Process {
+        var pair: [Int32] = [0, 0]
+        _ = try systemCall { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, pair[1], 3)
+        posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // Its own process group: a Ctrl-C meant for the daemon's terminal is the daemon's.
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        let program = Self.workerPath
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(program), nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, program, &actions, &attributes, argv, environ)
+        close(pair[1])
+        guard result == 0 else {
+            close(pair[0])
+            throw Errno(result)
+        }
+        let process = Process(pid: pid, socket: pair[0], generation: generation)
+        let channel = Channel(process: process, timeout: timeoutMilliseconds)
+        do {
+            _ = try channel.request(.connect) { message in
+                message.string(connection.url)
+                message.string(connection.user)
+                message.string(connection.password)
+                message.string(connection.domain)
+                message.u32(UInt32(timeoutMilliseconds))
+            }
+        } catch {
+            Self.stop(process)
+            // A worker that died while connecting says nothing of the share: call it unreachable.
+            throw channel.lost ? Errno(EHOSTUNREACH) : error
+        }
+        return process
+    }
+
+    private static func stop(_ process: Process) {
+        kill(process.pid, SIGKILL)
+        close(process.socket)
+        var status: Int32 = 0
+        while waitpid(process.pid, &status, 0) == -1 && errno == EINTR {}
+    }
+
+    /// netuse-smb-worker beside netused (a build folder), else where `make install` puts it.
+    static let workerPath: String = {
+        if let override = InstancePaths.environment()["NETUSE_SMB_WORKER"] { return override }
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        let executable = count > 0 ? String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+        let folder = executable.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        for candidate in [folder + "/netuse-smb-worker", folder + "/../libexec/netuse/netuse-smb-worker"]
+        where access(candidate, X_OK) == 0 {
+            return candidate
+        }
+        return "/usr/local/libexec/netuse/netuse-smb-worker"
+    }()
+}
