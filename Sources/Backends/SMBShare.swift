@@ -178,13 +178,16 @@ public final class SMBShare: ShareBackend {
         try openFile(path, flags: flags | O_CREAT, mode: mode)
     }
 
-    private func openFile(_ path: String, flags: Int32, mode: mode_t) throws(Errno) -> BackendHandle {
+    /// O_APPEND stays on this side: libsmbclient refuses it (ENXIO), and the kernel already
+    /// sends an appending write at the end of the file.
+    private func openFile(_ path: String, flags requested: Int32, mode: mode_t) throws(Errno) -> BackendHandle {
+        let flags = requested & ~(O_APPEND | O_NOCTTY)
         let start = turn.add(1, ordering: .relaxed).newValue
         let index = start % workers.count
         let (remote, generation) = try workers[index].withChannel { (channel) throws(Errno) in
             var reply = try channel.request(.open) { message in
                 message.string(path)
-                message.i32(flags & ~O_NOCTTY)
+                message.i32(flags)
                 message.u32(mode)
             }
             return (try reply.u32(), channel.generation)
@@ -271,6 +274,12 @@ public final class SMBShare: ShareBackend {
             result.f_files = UInt(try reply.u64())
             result.f_ffree = UInt(try reply.u64())
             result.f_namemax = UInt(try reply.u64())
+            // libsmbclient answers bytes per sector and sectors per allocation unit; blocks
+            // count allocation units.
+            let unit = result.f_bsize * max(result.f_frsize, 1)
+            result.f_bsize = unit
+            result.f_frsize = unit
+            if result.f_namemax == 0 { result.f_namemax = 255 }  // SMB names: 255 UTF-16 units
             return result
         }
     }

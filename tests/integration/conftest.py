@@ -76,8 +76,13 @@ class Daemon:
                 f"stdout: {result.stdout}\nstderr: {result.stderr}")
         return result
 
-    def use(self, letter, remote, *options):
-        self.ctl("use", letter, str(remote), *options)
+    def use(self, letter, share, *options):
+        """Maps a Share (or a plain directory) to the letter; returns the mountpoint."""
+        arguments = share.use_arguments() if isinstance(share, Share) else [str(share)]
+        command = [str(BIN / "netusectl"), "use", letter, *arguments, *options, "--socket", str(self.socket)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                                input=share.password_input if isinstance(share, Share) else None)
+        assert result.returncode == 0, f"use {letter} failed:\n{result.stdout}{result.stderr}"
         return self.root / letter.lower().rstrip(":")
 
     def refs(self, letter="q"):
@@ -128,12 +133,158 @@ def base():
     assert not leftovers, f"mounts left behind: {leftovers}"
 
 
+class Share:
+    """A share a drive maps, and the directory where its files really are."""
+
+    def __init__(self, kind, path, remote, user=None, password=None):
+        self.kind = kind
+        self.path = path
+        self.remote = remote
+        self.user = user
+        self.password = password
+
+    @property
+    def password_input(self):
+        return None if self.password is None else self.password + "\n"
+
+    def use_arguments(self):
+        arguments = [self.remote]
+        if self.user:
+            arguments += ["--user", self.user, "--password-stdin"]
+        return arguments
+
+    def __truediv__(self, name):
+        return self.path / name
+
+    def __fspath__(self):
+        return str(self.path)
+
+    def __str__(self):
+        return self.remote
+
+
+class Samba:
+    """A private smbd on a free loopback port: a user share, a guest share, a read-only share."""
+
+    USER, PASSWORD = "nobody", "netuse-secret"
+
+    def __init__(self, base):
+        self.base = base
+        self.port = free_port()
+        for name in ("private", "lock", "state", "cache", "pid", "log", "user", "guest", "readonly"):
+            (base / name).mkdir()
+        for name in ("user", "guest"):
+            (base / name).chmod(0o777)
+        (base / "readonly" / "notice.txt").write_text("read only\n")
+        self.config = base / "smb.conf"
+        self.config.write_text(f"""[global]
+  smb ports = {self.port}
+  interfaces = 127.0.0.1
+  bind interfaces only = yes
+  private dir = {base}/private
+  lock directory = {base}/lock
+  state directory = {base}/state
+  cache directory = {base}/cache
+  pid directory = {base}/pid
+  log file = {base}/log/smbd.log
+  passdb backend = tdbsam:{base}/private/passdb.tdb
+  map to guest = Bad User
+  guest account = nobody
+  server role = standalone server
+  load printers = no
+  printing = bsd
+  printcap name = /dev/null
+  disable spoolss = yes
+[user]
+  path = {base}/user
+  read only = no
+  valid users = {self.USER}
+[guest]
+  path = {base}/guest
+  read only = no
+  guest ok = yes
+[readonly]
+  path = {base}/readonly
+  read only = yes
+  guest ok = yes
+""")
+        subprocess.run(["smbpasswd", "-c", str(self.config), "-s", "-a", self.USER],
+                       input=f"{self.PASSWORD}\n{self.PASSWORD}\n", text=True, check=True, capture_output=True)
+        self.process = subprocess.Popen(
+            ["smbd", "--foreground", "--no-process-group", "-s", str(self.config), "-d", "1"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            # smbd signals its whole process group when it stops: give it one of its own.
+            start_new_session=True)
+        deadline = time.monotonic() + 20
+        while True:
+            assert self.process.poll() is None, "smbd exited at start"
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "smbd did not listen within 20 s"
+                time.sleep(0.05)
+
+    def url(self, share, host="127.0.0.1"):
+        return f"smb://{host}:{self.port}/{share}"
+
+    def stop(self):
+        # smbd forks a child per client; its session holds them all.
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def samba():
+    base = Path(tempfile.mkdtemp(prefix="netuse-smbd-", dir="/tmp"))
+    base.chmod(0o755)
+    server = Samba(base)
+    yield server
+    server.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def empty(directory):
+    for entry in directory.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 @pytest.fixture
-def share(base):
+def local_share(base):
     path = base / "share"
     path.mkdir(mode=0o755)
     path.chmod(0o755)
-    return path
+    return Share("local", path, str(path))
+
+
+@pytest.fixture(params=["local", "smb"])
+def share(request, base):
+    """The same tests against a local directory and against a real Samba share."""
+    if request.param == "local":
+        yield request.getfixturevalue("local_share")
+        return
+    samba = request.getfixturevalue("samba")
+    path = samba.base / "user"
+    empty(path)
+    yield Share("smb", path, samba.url("user"), user=Samba.USER, password=Samba.PASSWORD)
+    empty(path)
 
 
 @pytest.fixture
@@ -149,7 +300,7 @@ def daemon(base):
 
 @pytest.fixture
 def drive(daemon, share):
-    """Drive Q: on a fresh local share."""
+    """Drive Q: on a fresh share, local or SMB."""
     return daemon.use("q", share)
 
 

@@ -2,8 +2,16 @@
 import json
 import socket
 
+import pytest
+
 from conftest import fuse_mounts_under
 
+
+
+@pytest.fixture
+def share(local_share):
+    """Letters, the CLI and the daemon's life do not depend on the kind of share."""
+    return local_share.path
 
 def error_code(reply):
     assert reply["v"] == 1 and reply["ok"] is False, reply

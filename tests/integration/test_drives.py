@@ -8,6 +8,12 @@ import pytest
 from conftest import NOBODY, fuse_mounts_under
 
 
+
+@pytest.fixture
+def share(local_share):
+    """Letters, the CLI and the daemon's life do not depend on the kind of share."""
+    return local_share.path
+
 def test_use_prints_the_drive_and_its_mount(daemon, share):
     result = daemon.ctl("use", "Q:", str(share))
     assert f"Drive Q: is now connected to {share}." in result.stdout

@@ -9,6 +9,12 @@ import pytest
 from conftest import BIN, Daemon, fuse_mounts_under
 
 
+
+@pytest.fixture
+def share(local_share):
+    """Letters, the CLI and the daemon's life do not depend on the kind of share."""
+    return local_share.path
+
 def test_sigterm_unmounts_every_drive_and_removes_the_socket(base, share):
     daemon = Daemon(base)
     try:
