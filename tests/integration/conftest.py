@@ -255,7 +255,8 @@ def samba():
     server = Samba(base)
     yield server
     server.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    if not os.environ.get("NETUSE_KEEP_SMBD"):
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def empty(directory):

@@ -35,7 +35,7 @@ def test_kb_q214563_use_run_a_script_from_the_drive_and_delete_at_once_200_times
     drive = daemon.root / "q"
     latencies, flushed = [], []
     for attempt in range(200):
-        daemon.ctl("use", "q", str(share))
+        daemon.use("q", share)
         # The logon script: cd into the drive, run the script stored there, cd out.
         run = subprocess.run(["bash", "-c", f"cd {drive} && bash ./login.sh && cd /"],
                              capture_output=True, text=True, timeout=30)
@@ -218,8 +218,8 @@ def test_force_returns_at_once_and_the_holder_gets_eio(daemon, share, base):
     assert (drive / "held.txt").read_text() == "held data"
 
 
-def test_refs_and_delete_of_another_users_drive_are_5(daemon, share, user_ctl):
-    daemon.use("q", share)
+def test_refs_and_delete_of_another_users_drive_are_5(daemon, local_share, user_ctl):
+    daemon.use("q", local_share)
     for command in (("delete", "q"), ("refs", "q")):
         result = daemon.ctl(*command, expect=2, as_user=NOBODY, binary=user_ctl)
         assert "System error 5 has occurred." in result.stderr
