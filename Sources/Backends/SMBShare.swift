@@ -16,6 +16,7 @@ public final class SMBShare: ShareBackend {
     }
 
     private let workers: [SMBWorker]
+    private let health = SMBHealth()
     /// Files on the share are presented as the drive owner's, as mount.cifs does with uid=/gid=.
     private let owner: (uid: uid_t, gid: gid_t)
     private let files = Mutex<(table: [Int64: OpenFile], next: Int64)>(([:], 1))
@@ -24,7 +25,8 @@ public final class SMBShare: ShareBackend {
     /// Connects the first worker at once, so that `use` answers 53, 67, 1326 or 5 before
     /// anything is mounted.
     public init(connection: SMBConnection, owner: Caller, workers count: Int) throws(NetError) {
-        workers = (0..<max(1, count)).map { _ in SMBWorker(connection: connection) }
+        let health = self.health
+        workers = (0..<max(1, count)).map { _ in SMBWorker(connection: connection, health: health) }
         self.owner = (owner.uid, owner.gid)
         do {
             try workers[0].withChannel { _ in }
@@ -47,10 +49,21 @@ public final class SMBShare: ShareBackend {
         workers.forEach { $0.shutdown() }
     }
 
+    public var status: String { health.current.status }
+
     // MARK: helpers
 
-    /// A path operation on whichever worker is free, else on the next in turn.
+    /// A path operation on whichever worker is free, else on the next in turn. A worker
+    /// lost on the way costs one more try on its replacement, which connects afresh.
     private func anyWorker<T>(_ body: (SMBWorker.Channel) throws(Errno) -> T) throws(Errno) -> T {
+        do {
+            return try anyWorkerOnce(body)
+        } catch where error.rawValue == EIO && health.current != .connected {
+            return try anyWorkerOnce(body)
+        }
+    }
+
+    private func anyWorkerOnce<T>(_ body: (SMBWorker.Channel) throws(Errno) -> T) throws(Errno) -> T {
         let start = turn.add(1, ordering: .relaxed).newValue
         for offset in 0..<workers.count {
             if let result = try workers[(start + offset) % workers.count].withChannelIfIdle(body) { return result }
@@ -58,8 +71,17 @@ public final class SMBShare: ShareBackend {
         return try workers[start % workers.count].withChannel(body)
     }
 
-    /// An operation on an open file, on its worker, reopening it first if that worker was replaced.
+    /// An operation on an open file, on its worker, reopening it first if that worker was
+    /// replaced; one more try when the worker is lost on the way.
     private func onFile<T>(_ handle: BackendHandle, _ body: (SMBWorker.Channel, UInt32) throws(Errno) -> T) throws(Errno) -> T {
+        do {
+            return try onFileOnce(handle, body)
+        } catch where error.rawValue == EIO && health.current != .connected {
+            return try onFileOnce(handle, body)
+        }
+    }
+
+    private func onFileOnce<T>(_ handle: BackendHandle, _ body: (SMBWorker.Channel, UInt32) throws(Errno) -> T) throws(Errno) -> T {
         guard let open = files.withLock({ $0.table[handle.rawValue] }) else { throw Errno(EBADF) }
         return try workers[open.worker].withChannel { (channel) throws(Errno) -> T in
             var remote = open.remote

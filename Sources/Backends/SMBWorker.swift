@@ -21,6 +21,26 @@ public struct SMBConnection: Sendable {
     }
 }
 
+/// How an SMB drive's connection is doing, as `list` shows it.
+final class SMBHealth: Sendable {
+    enum State: UInt8 {
+        case connected, reconnecting, disconnected
+
+        var status: String {
+            switch self {
+            case .connected: return "OK"
+            case .reconnecting: return "Reconnecting"
+            case .disconnected: return "Disconnected"
+            }
+        }
+    }
+
+    private let state = Atomic<UInt8>(State.connected.rawValue)
+
+    var current: State { State(rawValue: state.load(ordering: .relaxed))! }
+    func set(_ new: State) { state.store(new.rawValue, ordering: .relaxed) }
+}
+
 /// One netuse-smb-worker process and the socket to it. Requests go one at a time: the
 /// worker is single-threaded by design (libsmbclient is not thread-safe), so the lock here
 /// is the channel itself. A worker that crashes or does not answer in time is killed; the
@@ -38,8 +58,9 @@ final class SMBWorker: Sendable {
     final class Channel {
         fileprivate let process: Process
         fileprivate let timeout: Int32
-        /// Set when the worker died or did not answer: it is to be replaced.
-        fileprivate var lost = false
+        /// Set when the worker died, did not answer, or lost its server: it is replaced, and
+        /// the handles it held are opened again on the next one.
+        fileprivate(set) var lost = false
         var generation: Int { process.generation }
 
         fileprivate init(process: Process, timeout: Int32) {
@@ -63,16 +84,29 @@ final class SMBWorker: Sendable {
             }
             var reply = WireReader(frame)
             let status = try reply.i32()
-            guard status == 0 else { throw Errno(status) }
+            guard status == 0 else {
+                if Self.connectionErrors.contains(status) {
+                    lost = true
+                    throw Errno(EIO)
+                }
+                throw Errno(status)
+            }
             return reply
         }
+
+        /// What libsmbclient answers when the server went away rather than refused.
+        static let connectionErrors: Set<Int32> = [
+            EIO, ECONNRESET, ECONNREFUSED, ECONNABORTED, ENOTCONN, EPIPE, ETIMEDOUT, EHOSTUNREACH, ENETUNREACH, ENETDOWN,
+        ]
     }
 
     private let connection: SMBConnection
+    private let health: SMBHealth
     private let state = Mutex<(process: Process?, generations: Int)>((nil, 0))
 
-    init(connection: SMBConnection) {
+    init(connection: SMBConnection, health: SMBHealth) {
         self.connection = connection
+        self.health = health
     }
 
     private var timeoutMilliseconds: Int32 {
@@ -86,7 +120,17 @@ final class SMBWorker: Sendable {
         try state.withLock { (state) throws(Errno) -> T in
             if state.process == nil {
                 state.generations += 1
-                state.process = try start(generation: state.generations)
+                if state.generations > 1 { health.set(.reconnecting) }
+                do throws(Errno) {
+                    state.process = try start(generation: state.generations)
+                } catch {
+                    if state.generations > 1 {
+                        health.set(.disconnected)
+                        throw Errno(EIO)
+                    }
+                    throw error
+                }
+                health.set(.connected)
             }
             let channel = Channel(process: state.process!, timeout: timeoutMilliseconds)
             do throws(Errno) {
@@ -95,6 +139,7 @@ final class SMBWorker: Sendable {
                 if channel.lost {
                     Self.stop(state.process!)
                     state.process = nil
+                    health.set(.disconnected)
                 }
                 throw error
             }

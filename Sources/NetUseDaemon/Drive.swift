@@ -23,8 +23,9 @@ final class Drive: Sendable {
         self.mount = mount
     }
 
-    func status(_ state: String = "OK") -> DriveStatus {
-        DriveStatus(letter: letter.description, remote: remote.description, mountpoint: mount.mountpoint,
+    func status(_ state: String? = nil) -> DriveStatus {
+        let state = state ?? redirector.backend.status
+        return DriveStatus(letter: letter.description, remote: remote.description, mountpoint: mount.mountpoint,
                     status: state, owner: owner, openHandles: redirector.openHandleCount,
                     deferredHandles: redirector.deferredCount)
     }

@@ -173,7 +173,7 @@ final class DriveManager: Sendable {
     func list(caller: UnixSocket.Peer) -> [DriveStatus] {
         state.withLock { state in
             state.drives.values.sorted { $0.letter < $1.letter }.map { ($0, state.deleting.contains($0.letter)) }
-        }.map { drive, deleting in drive.status(deleting ? "Deleting" : "OK") }
+        }.map { drive, deleting in drive.status(deleting ? "Deleting" : nil) }
     }
 
     func references(_ letter: DriveLetter, caller: UnixSocket.Peer) throws(NetError) -> DriveReferences {

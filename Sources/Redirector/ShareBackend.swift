@@ -85,4 +85,11 @@ public protocol ShareBackend: Sendable {
 
     /// Ends the session with the share; called once, after the last operation.
     func disconnect()
+
+    /// What `list` shows in its Status column: OK, or how the connection is doing.
+    var status: String { get }
+}
+
+extension ShareBackend {
+    public var status: String { "OK" }
 }

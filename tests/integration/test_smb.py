@@ -1,0 +1,176 @@
+"""SMB drives against a real smbd: use-time errors, credentials, workers, server loss."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import BIN, Samba, Share, empty, free_port, fuse_mounts_under
+
+
+def use(daemon, letter, remote, *arguments, password=None, expect=0):
+    command = [str(BIN / "netusectl"), "use", letter, remote, *arguments, "--socket", str(daemon.socket)]
+    result = subprocess.run(command, input=password, capture_output=True, text=True, timeout=120)
+    assert result.returncode == expect, f"{result.stdout}{result.stderr}"
+    return result
+
+
+@pytest.fixture
+def user_share(samba):
+    empty(samba.base / "user")
+    yield Share("smb", samba.base / "user", samba.url("user"), user=Samba.USER, password=Samba.PASSWORD)
+    empty(samba.base / "user")
+
+
+def test_guest_share_needs_no_user(daemon, samba):
+    drive = daemon.use("g", Share("smb", samba.base / "guest", samba.url("guest")))
+    (drive / "hello.txt").write_text("hello")
+    assert (samba.base / "guest" / "hello.txt").read_text() == "hello"
+    os.unlink(drive / "hello.txt")
+
+
+@pytest.mark.parametrize("form", ["unc", "backslashes", "url-with-user"])
+def test_remote_forms(daemon, samba, form):
+    remote = {
+        "unc": f"//127.0.0.1:{samba.port}/user",
+        "backslashes": f"\\\\127.0.0.1:{samba.port}\\user",
+        "url-with-user": f"smb://{Samba.USER}@127.0.0.1:{samba.port}/user",
+    }[form]
+    arguments = ["--password-stdin"] if form == "url-with-user" else ["--user", Samba.USER, "--password-stdin"]
+    use(daemon, "q", remote, *arguments, password=Samba.PASSWORD + "\n")
+    assert daemon.listing()[0]["remote"] == f"smb://127.0.0.1:{samba.port}/user"
+
+
+def test_bad_password_is_1326(daemon, samba):
+    result = use(daemon, "q", samba.url("user"), "--user", Samba.USER, "--password-stdin",
+                 password="wrong\n", expect=2)
+    assert "System error 1326 has occurred." in result.stderr
+    assert "The user name or password is incorrect." in result.stderr
+    assert fuse_mounts_under(daemon.root) == []
+
+
+def test_unknown_share_is_67(daemon, samba):
+    result = use(daemon, "q", samba.url("nosuch"), expect=2)
+    assert "System error 67 has occurred." in result.stderr
+
+
+def test_nothing_listening_is_53(daemon):
+    result = use(daemon, "q", f"smb://127.0.0.1:{free_port()}/share", expect=2)
+    assert "System error 53 has occurred." in result.stderr
+
+
+def test_guest_on_a_users_share_is_5(daemon, samba):
+    result = use(daemon, "q", samba.url("user"), expect=2)
+    assert "System error 5 has occurred." in result.stderr
+
+
+def test_another_user_name_for_the_same_server_is_1219(daemon, samba, user_share):
+    daemon.use("q", user_share)
+    result = use(daemon, "g", samba.url("guest"), expect=2)
+    assert "System error 1219 has occurred." in result.stderr
+    # The same server under another name is another server, as on Windows.
+    use(daemon, "g", samba.url("guest", host="localhost"))
+
+
+def test_read_only_share_refuses_writes(daemon, samba):
+    drive = daemon.use("r", Share("smb", samba.base / "readonly", samba.url("readonly")))
+    assert (drive / "notice.txt").read_text() == "read only\n"
+    with pytest.raises(OSError) as refused:
+        (drive / "new.txt").write_text("x")
+    assert refused.value.errno in (13, 30)  # EACCES or EROFS
+
+
+def test_credentials_file(daemon, samba, base):
+    credentials = base / "credentials"
+    credentials.write_text(f"username={Samba.USER}\npassword={Samba.PASSWORD}\ndomain=WORKGROUP\n")
+    credentials.chmod(0o644)
+    result = use(daemon, "q", samba.url("user"), "--credentials", str(credentials), expect=2)
+    assert "chmod 600" in result.stderr
+    assert daemon.listing() == []
+    credentials.chmod(0o600)
+    use(daemon, "q", samba.url("user"), "--credentials", str(credentials))
+    assert (daemon.root / "q").is_dir()
+
+
+def test_the_password_shows_nowhere(daemon, samba, base, user_share):
+    drive = daemon.use("q", user_share)
+    (drive / "f").write_text("x")
+    secret = Samba.PASSWORD.encode()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        for name in ("cmdline", "environ"):
+            try:
+                content = open(f"/proc/{pid}/{name}", "rb").read()
+            except OSError:
+                continue
+            assert secret not in content, f"the password is in /proc/{pid}/{name}"
+    for command in (("list", "--json"), ("refs", "q", "--json"), ("list",), ("refs", "q")):
+        assert Samba.PASSWORD not in daemon.ctl(*command).stdout
+    use(daemon, "p", samba.url("user"), "--user", Samba.USER, "--password-stdin", password="wrong\n", expect=2)
+    daemon.ctl("delete", "q")
+    assert Samba.PASSWORD not in daemon.log_text()
+    assert "wrong" not in daemon.log_text()
+
+
+def workers_of(daemon):
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            status = open(f"/proc/{pid}/status").read()
+            command = open(f"/proc/{pid}/comm").read().strip()
+        except OSError:
+            continue
+        parent = int(status.split("PPid:")[1].split()[0])
+        if parent == daemon.process.pid and command.startswith("netuse-smb-wor"):
+            found.append(int(pid))
+    return found
+
+
+def test_a_killed_worker_is_replaced_and_open_files_go_on(daemon, user_share):
+    drive = daemon.use("q", user_share, "-o", "closetimeo=0")
+    data = os.urandom(3 << 20)
+    (drive / "big.bin").write_bytes(data)
+    with open(drive / "big.bin", "rb", buffering=0) as f:
+        first = f.read(1 << 20)
+        victims = workers_of(daemon)
+        assert victims
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        # Past the page cache: O_DIRECT-like reads are not needed, the rest was never read.
+        rest = f.read()
+    assert first + rest == data
+    assert sorted(os.listdir(drive)) == ["big.bin"]
+    assert set(workers_of(daemon)).isdisjoint(victims)
+    assert daemon.listing()[0]["status"] == "OK"
+
+
+def test_server_loss_fails_within_the_timeout_and_the_drive_comes_back(daemon, samba, user_share):
+    drive = daemon.use("q", user_share, "-o", "timeout=2", "-o", "closetimeo=0")
+    with open(drive / "kept.txt", "w") as f:
+        f.write("acknowledged")
+        f.flush()
+        os.fsync(f.fileno())
+    assert (samba.base / "user" / "kept.txt").read_text() == "acknowledged"
+    os.killpg(samba.process.pid, signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        with pytest.raises(OSError) as lost:
+            os.stat(drive / "never-seen-before")
+        elapsed = time.monotonic() - start
+        assert lost.value.errno == 5, lost.value  # EIO
+        assert elapsed < 10, f"took {elapsed:.1f} s with a 2 s timeout"
+        assert daemon.listing()[0]["status"] in ("Disconnected", "Reconnecting")
+    finally:
+        os.killpg(samba.process.pid, signal.SIGCONT)
+    # The next operation reconnects, as the Windows redirector does: no new `use`.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            assert (drive / "kept.txt").read_text() == "acknowledged"
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the drive did not come back"
+            time.sleep(0.5)
+    (drive / "after.txt").write_text("back")
+    assert daemon.listing()[0]["status"] == "OK"
