@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <string.h>
 
 /* Open flags behind _GNU_SOURCE (values of the generic and x86 ABIs). */
 #define NETUSE_O_PATH    010000000
@@ -25,6 +26,17 @@ static inline int netuse_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t 
     socklen_t len = sizeof(cred);
     if (getsockopt(fd, SOL_SOCKET, 17 /* SO_PEERCRED */, &cred, &len) != 0) return -1;
     *pid = cred.pid; *uid = cred.uid; *gid = cred.gid;
+    return 0;
+}
+
+/// Whether `needle` occurs in `haystack` (memmem, which needs _GNU_SOURCE).
+static inline int netuse_contains(const void *haystack, size_t haystack_length,
+                                  const void *needle, size_t needle_length) {
+    const unsigned char *h = haystack, *n = needle;
+    if (needle_length == 0) return 1;
+    for (size_t i = 0; i + needle_length <= haystack_length; i++) {
+        if (h[i] == n[0] && memcmp(h + i, n, needle_length) == 0) return 1;
+    }
     return 0;
 }
 #endif

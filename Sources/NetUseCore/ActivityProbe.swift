@@ -1,3 +1,4 @@
+import CLinux
 import Glibc
 
 /// How one process uses a drive, as `fuser -m` would find it.
@@ -76,15 +77,8 @@ public struct ActivityProbe: Sendable {
         }
         // The executable's own image is mapped too; it counts as exe, not as a mapped file.
         var mapped: Set<String> = executable.map { [$0] } ?? []
-        for line in (readText(base + "/maps") ?? "").split(separator: "\n") {
-            // address perms offset dev inode [path]; the path may hold spaces.
-            let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
-            guard fields.count == 6 else { continue }
-            var path = String(fields[5].drop { $0 == " " })
-            if path.hasSuffix(" (deleted)") { path.removeLast(" (deleted)".count) }
-            if onDrive(path), mapped.insert(path).inserted {
-                uses.append(ProcessUse(pid: pid, command: command, how: .mapped, path: path))
-            }
+        for path in mappedPaths(base + "/maps", under: mountpoint) where mapped.insert(path).inserted {
+            uses.append(ProcessUse(pid: pid, command: command, how: .mapped, path: path))
         }
         return uses
     }
@@ -92,6 +86,27 @@ public struct ActivityProbe: Sendable {
     /// The process's name as `ps` shows it, or "?" once it is gone.
     public func command(of pid: Int32) -> String {
         (readText("\(procRoot)/\(pid)/comm") ?? "?").split(separator: "\n").first.map(String.init) ?? "?"
+    }
+
+    /// The files below `mountpoint` that a maps file names. Most processes map nothing from
+    /// the drive: a byte search for the mountpoint skips them without parsing a line.
+    func mappedPaths(_ mapsFile: String, under mountpoint: String) -> [String] {
+        guard let maps = readBytes(mapsFile) else { return [] }
+        let needle = Array(mountpoint.utf8)
+        let found = maps.withUnsafeBytes { haystack in
+            needle.withUnsafeBytes { netuse_contains(haystack.baseAddress, haystack.count, $0.baseAddress, $0.count) != 0 }
+        }
+        guard found else { return [] }
+        var paths: [String] = []
+        for line in String(decoding: maps, as: UTF8.self).split(separator: "\n") {
+            // address perms offset dev inode [path]; the path may hold spaces.
+            let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
+            guard fields.count == 6 else { continue }
+            var path = String(fields[5].drop { $0 == " " })
+            if path.hasSuffix(" (deleted)") { path.removeLast(" (deleted)".count) }
+            if path == mountpoint || path.hasPrefix(mountpoint + "/") { paths.append(path) }
+        }
+        return paths
     }
 
     private func processIDs() -> [Int32] {
@@ -121,16 +136,22 @@ public struct ActivityProbe: Sendable {
     }
 
     private func readText(_ path: String) -> String? {
+        readBytes(path).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    private func readBytes(_ path: String) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        var result: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
+        var result = [UInt8](repeating: 0, count: 16384)
+        var used = 0
         while true {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if used == result.count { result += [UInt8](repeating: 0, count: result.count) }
+            let count = result.withUnsafeMutableBytes { read(fd, $0.baseAddress! + used, $0.count - used) }
             if count <= 0 { break }
-            result += chunk[..<count]
+            used += count
         }
-        return String(decoding: result, as: UTF8.self)
+        result.removeSubrange(used...)
+        return result
     }
 }
