@@ -7,9 +7,25 @@ public enum MountTable {
 
     /// Mountpoints of netuse filesystems at or below `root`, deepest first.
     public static func netuseMounts(under root: String) -> [String] {
+        netuseEntries().map(\.mountpoint).filter { $0 == root || $0.hasPrefix(root + "/") }.sorted { $0.count > $1.count }
+    }
+
+    /// The kernel's read-ahead for a mount, in KiB. The kernel offers FUSE only its default
+    /// window (128 KiB); a larger one turns sequential reads into fewer, larger requests.
+    /// Root only, best effort.
+    public static func setReadAhead(_ mountpoint: String, kibibytes: Int) {
+        guard geteuid() == 0, let device = netuseEntries().first(where: { $0.mountpoint == mountpoint })?.device else { return }
+        let fd = open("/sys/class/bdi/\(device)/read_ahead_kb", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        _ = "\(kibibytes)\n".withCString { write(fd, $0, strlen($0)) }
+    }
+
+    /// (mountpoint, major:minor) of every netuse mount, from /proc/self/mountinfo.
+    private static func netuseEntries() -> [(mountpoint: String, device: String)] {
         guard let file = fopen("/proc/self/mountinfo", "r") else { return [] }
         defer { fclose(file) }
-        var found: [String] = []
+        var found: [(String, String)] = []
         var line: UnsafeMutablePointer<CChar>? = nil
         var capacity = 0
         defer { free(line) }
@@ -17,10 +33,9 @@ public enum MountTable {
             let fields = String(cString: line!).split(separator: " ")
             guard fields.count > 4, let dash = fields.firstIndex(of: "-"), dash + 1 < fields.count,
                   fields[dash + 1] == fileSystemType else { continue }
-            let mountpoint = unescaped(fields[4])
-            if mountpoint == root || mountpoint.hasPrefix(root + "/") { found.append(mountpoint) }
+            found.append((unescaped(fields[4]), String(fields[2])))
         }
-        return found.sorted { $0.count > $1.count }
+        return found
     }
 
     /// A plain unmount: the kernel refuses with EBUSY while a process uses the mount.

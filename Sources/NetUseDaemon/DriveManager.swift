@@ -73,6 +73,7 @@ final class DriveManager: Sendable {
             backend.disconnect()
             throw NetError(.deviceNotFunctioning, detail: ["Cannot mount \(mountpoint): \(error)."])
         }
+        MountTable.setReadAhead(mountpoint, kibibytes: settings.readAheadKiB)
         let drive = Drive(letter: letter, remote: remote, owner: caller.uid, account: credentials.user,
                           redirector: redirector, mount: mount)
         state.withLock { $0.drives[letter] = drive }

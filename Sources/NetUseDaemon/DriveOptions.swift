@@ -8,6 +8,9 @@ struct DriveOptions {
     var timeout: Duration = .seconds(30)
     /// SMB: how many worker processes serve the drive.
     var workers = 2
+    /// The kernel's read-ahead window for the mount: sequential reads arrive as 1 MiB
+    /// requests, several at a time.
+    var readAheadKiB = 4096
 
     static func parse(_ options: [String: String]) throws(NetError) -> DriveOptions {
         var result = DriveOptions()
@@ -18,6 +21,11 @@ struct DriveOptions {
                     throw NetError(.invalidParameter, detail: ["timeout takes 0.1 to 3600 seconds, not '\(value)'."])
                 }
                 result.timeout = .milliseconds(Int64(seconds * 1000))
+            case "readahead":
+                guard let kibibytes = Int(value), (0...65536).contains(kibibytes) else {
+                    throw NetError(.invalidParameter, detail: ["readahead takes 0 to 65536 KiB, not '\(value)'."])
+                }
+                result.readAheadKiB = kibibytes
             case "workers":
                 guard let count = Int(value), (1...16).contains(count) else {
                     throw NetError(.invalidParameter, detail: ["workers takes 1 to 16, not '\(value)'."])

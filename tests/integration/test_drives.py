@@ -143,3 +143,14 @@ def test_a_share_the_caller_cannot_read_is_5(daemon, base, user_ctl):
     private.mkdir(mode=0o700)
     result = daemon.ctl("use", "q", str(private), expect=2, as_user=NOBODY, binary=user_ctl)
     assert "System error 5 has occurred." in result.stderr
+
+
+def read_ahead_of(mountpoint):
+    with open("/proc/self/mountinfo") as table:
+        device = next(line.split()[2] for line in table if line.split()[4] == str(mountpoint))
+    return int(open(f"/sys/class/bdi/{device}/read_ahead_kb").read())
+
+
+def test_sequential_reads_get_a_large_read_ahead_window(daemon, share, base):
+    assert read_ahead_of(daemon.use("q", share)) == 4096
+    assert read_ahead_of(daemon.use("r", share, "-o", "readahead=512")) == 512
