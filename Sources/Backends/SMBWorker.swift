@@ -36,9 +36,36 @@ final class SMBHealth: Sendable {
     }
 
     private let state = Atomic<UInt8>(State.connected.rawValue)
+    /// When a reconnect last failed (monotonic nanoseconds); 0 for never.
+    private let lastFailure = Atomic<Int64>(0)
 
     var current: State { State(rawValue: state.load(ordering: .relaxed))! }
-    func set(_ new: State) { state.store(new.rawValue, ordering: .relaxed) }
+
+    func set(_ new: State) {
+        state.store(new.rawValue, ordering: .relaxed)
+    }
+
+    /// A new worker could not reach the server.
+    func reconnectFailed() {
+        lastFailure.store(Self.now(), ordering: .relaxed)
+        set(.disconnected)
+    }
+
+    /// While the server is gone, requests fail at once instead of each waiting out another
+    /// connect; one attempt is made per interval, and the first that succeeds brings the
+    /// drive back.
+    func mayTryToReconnect(every interval: Duration) -> Bool {
+        guard current == .disconnected else { return true }
+        let (seconds, attoseconds) = interval.components
+        let wait = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        return Self.now() - lastFailure.load(ordering: .relaxed) >= wait
+    }
+
+    private static func now() -> Int64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)
+    }
 }
 
 /// One netuse-smb-worker process and the socket to it. Requests go one at a time: the
@@ -119,13 +146,14 @@ final class SMBWorker: Sendable {
     func withChannel<T>(_ body: (Channel) throws(Errno) -> T) throws(Errno) -> T {
         try state.withLock { (state) throws(Errno) -> T in
             if state.process == nil {
+                guard health.mayTryToReconnect(every: min(connection.timeout, .seconds(5))) else { throw Errno(EIO) }
                 state.generations += 1
                 if state.generations > 1 { health.set(.reconnecting) }
                 do throws(Errno) {
                     state.process = try start(generation: state.generations)
                 } catch {
                     if state.generations > 1 {
-                        health.set(.disconnected)
+                        health.reconnectFailed()
                         throw Errno(EIO)
                     }
                     throw error
@@ -134,7 +162,10 @@ final class SMBWorker: Sendable {
             }
             let channel = Channel(process: state.process!, timeout: timeoutMilliseconds)
             do throws(Errno) {
-                return try body(channel)
+                let result = try body(channel)
+                // Any answer from the server means it is back, for every worker of the drive.
+                if health.current != .connected { health.set(.connected) }
+                return result
             } catch {
                 if channel.lost {
                     Self.stop(state.process!)
