@@ -38,8 +38,9 @@ enum FUSEOperations {
             attributesReply(request!) { try $0.setAttributes(changes, of: node, handle: handle) }
         }
         ops.readlink = { request, node in
+            guard let drive = admitted(request!) else { return }
             do {
-                let target = try redirector(request!).readLink(node)
+                let target = try drive.readLink(node)
                 fuse_reply_readlink(request, target)
             } catch {
                 fuse_reply_err(request, code(error))
@@ -78,8 +79,9 @@ enum FUSEOperations {
             entryReply(request!) { try $0.link(node, parent: newParent, name: String(cString: newName!)) }
         }
         ops.open = { request, node, info in
+            guard let drive = admitted(request!) else { return }
             do {
-                let opened = try redirector(request!).open(node, flags: info!.pointee.flags, caller: caller(request!))
+                let opened = try drive.open(node, flags: info!.pointee.flags, caller: caller(request!))
                 info!.pointee.fh = opened.handle
                 // The FCB vouches that the file has not changed since the kernel cached it.
                 info!.pointee.keep_cache = opened.keepCache ? 1 : 0
@@ -89,8 +91,9 @@ enum FUSEOperations {
             }
         }
         ops.create = { request, parent, name, mode, info in
+            guard let drive = admitted(request!) else { return }
             do {
-                let (entry, handle) = try redirector(request!).create(
+                let (entry, handle) = try drive.create(
                     parent: parent, name: String(cString: name!), flags: info!.pointee.flags, mode: mode, caller: caller(request!))
                 info!.pointee.fh = handle
                 var parameters = entryParameters(entry)
@@ -130,8 +133,9 @@ enum FUSEOperations {
             fuse_reply_err(request, 0)
         }
         ops.opendir = { request, node, info in
+            guard let drive = admitted(request!) else { return }
             do {
-                info!.pointee.fh = try redirector(request!).openDirectory(node)
+                info!.pointee.fh = try drive.openDirectory(node)
                 fuse_reply_open(request, info)
             } catch {
                 fuse_reply_err(request, code(error))
@@ -151,8 +155,9 @@ enum FUSEOperations {
             fuse_reply_err(request, 0)
         }
         ops.statfs = { request, _ in
+            guard let drive = admitted(request!) else { return }
             do {
-                var statistics = try redirector(request!).statistics()
+                var statistics = try drive.statistics()
                 fuse_reply_statfs(request, &statistics)
             } catch {
                 fuse_reply_err(request, code(error))
@@ -167,6 +172,21 @@ enum FUSEOperations {
 
 private func redirector(_ request: fuse_req_t) -> Redirector {
     Unmanaged<Redirector>.fromOpaque(fuse_req_userdata(request)!).takeUnretainedValue()
+}
+
+/// The drive for a request by name, or nil (after answering EACCES) when the caller is
+/// neither the drive's owner nor root on a mount every user can reach. Requests on open
+/// handles are not checked: access was granted when the handle was opened.
+private func admitted(_ request: fuse_req_t) -> Redirector? {
+    let drive = redirector(request)
+    if let owner = drive.admittedUID {
+        let uid = fuse_req_ctx(request)!.pointee.uid
+        guard uid == owner || uid == 0 else {
+            fuse_reply_err(request, EACCES)
+            return nil
+        }
+    }
+    return drive
 }
 
 /// The errno to answer; Redirector calls throw only Errno.
@@ -187,8 +207,9 @@ private func entryParameters(_ entry: Redirector.Entry) -> fuse_entry_param {
 }
 
 private func entryReply(_ request: fuse_req_t, _ body: (Redirector) throws -> Redirector.Entry) {
+    guard let drive = admitted(request) else { return }
     do {
-        var parameters = entryParameters(try body(redirector(request)))
+        var parameters = entryParameters(try body(drive))
         fuse_reply_entry(request, &parameters)
     } catch {
         fuse_reply_err(request, code(error))
@@ -196,8 +217,9 @@ private func entryReply(_ request: fuse_req_t, _ body: (Redirector) throws -> Re
 }
 
 private func attributesReply(_ request: fuse_req_t, _ body: (Redirector) throws -> stat) {
+    guard let drive = admitted(request) else { return }
     do {
-        var attributes = try body(redirector(request))
+        var attributes = try body(drive)
         fuse_reply_attr(request, &attributes, FUSEMount.cacheTimeout)
     } catch {
         fuse_reply_err(request, code(error))
@@ -205,8 +227,9 @@ private func attributesReply(_ request: fuse_req_t, _ body: (Redirector) throws 
 }
 
 private func errorReply(_ request: fuse_req_t, _ body: (Redirector) throws -> Void) {
+    guard let drive = admitted(request) else { return }
     do {
-        try body(redirector(request))
+        try body(drive)
         fuse_reply_err(request, 0)
     } catch {
         fuse_reply_err(request, code(error))

@@ -14,6 +14,10 @@ public enum MountTable {
     /// window (128 KiB); a larger one turns sequential reads into fewer, larger requests.
     /// Root only, best effort.
     public static func setReadAhead(_ mountpoint: String, kibibytes: Int) {
+        // The kernel sets the window when the session's INIT is answered, which may come
+        // after the mount: a stat of the mountpoint waits for it.
+        var attributes = stat()
+        _ = lstat(mountpoint + "/.", &attributes)
         guard geteuid() == 0, let device = netuseEntries().first(where: { $0.mountpoint == mountpoint })?.device else { return }
         let fd = open("/sys/class/bdi/\(device)/read_ahead_kb", O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { return }

@@ -18,6 +18,12 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var user: String?
     public var password: String?
     public var domain: String?
+    /// use: remember the drive across restarts; an SMB drive with a password names the
+    /// mount.cifs credentials file the daemon reads it from.
+    public var persistent: Bool?
+    public var credentialsFile: String?
+    /// list: every user's drives (root only).
+    public var all: Bool?
     /// delete: detach at once and fail what is still open with EIO (`net use /d /y`).
     public var force: Bool?
     /// delete: seconds to wait for the drive to become idle.
@@ -25,6 +31,7 @@ public struct ControlRequest: Codable, Sendable, Equatable {
 
     public init(op: String, letter: String? = nil, remote: String? = nil, options: [String: String]? = nil,
                 user: String? = nil, password: String? = nil, domain: String? = nil,
+                persistent: Bool? = nil, credentialsFile: String? = nil, all: Bool? = nil,
                 force: Bool? = nil, wait: Double? = nil) {
         self.v = ControlProtocol.version
         self.op = op
@@ -34,6 +41,9 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         self.user = user
         self.password = password
         self.domain = domain
+        self.persistent = persistent
+        self.credentialsFile = credentialsFile
+        self.all = all
         self.force = force
         self.wait = wait
     }
@@ -74,11 +84,31 @@ public struct Credentials: Equatable, Sendable {
     }
 }
 
+/// A `use` request, checked.
+public struct UseRequest: Equatable, Sendable {
+    public var letter: LetterChoice
+    public var remote: Remote
+    public var options: [String: String]
+    public var credentials: Credentials
+    public var persistent: Bool
+    public var credentialsFile: String?
+
+    public init(letter: LetterChoice, remote: Remote, options: [String: String] = [:], credentials: Credentials = Credentials(),
+                persistent: Bool = false, credentialsFile: String? = nil) {
+        self.letter = letter
+        self.remote = remote
+        self.options = options
+        self.credentials = credentials
+        self.persistent = persistent
+        self.credentialsFile = credentialsFile
+    }
+}
+
 /// A request checked and parsed: what the daemon acts on.
 public enum ControlOperation: Equatable, Sendable {
-    case use(LetterChoice, Remote, options: [String: String], credentials: Credentials)
+    case use(UseRequest)
     case delete(DriveLetter, force: Bool, wait: Duration)
-    case list
+    case list(all: Bool)
     case refs(DriveLetter)
 
     /// Parses one request line; every way it can be wrong is a `NetError` the client can print.
@@ -110,7 +140,11 @@ public enum ControlOperation: Equatable, Sendable {
             if account == nil, case .smb(let location) = remote { account = location.user }
             let credentials = account.map { Credentials(account: $0, password: request.password ?? "", domain: request.domain) }
                 ?? Credentials()
-            self = .use(choice, remote, options: request.options ?? [:], credentials: credentials)
+            if let file = request.credentialsFile, !file.hasPrefix("/") {
+                throw NetError(.invalidParameter, detail: ["The credentials file must be an absolute path, not \(file)."])
+            }
+            self = .use(UseRequest(letter: choice, remote: remote, options: request.options ?? [:], credentials: credentials,
+                                   persistent: request.persistent ?? false, credentialsFile: request.credentialsFile))
         case "delete":
             let wait = request.wait ?? 0
             guard wait >= 0, wait <= 3600 else {
@@ -119,7 +153,7 @@ public enum ControlOperation: Equatable, Sendable {
             self = .delete(try Self.letter(try Self.required(request.letter, "letter")),
                            force: request.force ?? false, wait: .milliseconds(Int64(wait * 1000)))
         case "list":
-            self = .list
+            self = .list(all: request.all ?? false)
         case "refs":
             self = .refs(try Self.letter(try Self.required(request.letter, "letter")))
         default:
@@ -194,13 +228,17 @@ public struct ControlResponse: Codable, Sendable, Equatable {
     /// delete: how many deferred ServerOpens it closed.
     public var flushed: Int?
     public var references: DriveReferences?
+    /// list: something the user should know, such as a state file that was kept aside.
+    public var notice: String?
 
-    public init(drive: DriveStatus? = nil, drives: [DriveStatus]? = nil, flushed: Int? = nil, references: DriveReferences? = nil) {
+    public init(drive: DriveStatus? = nil, drives: [DriveStatus]? = nil, flushed: Int? = nil,
+                references: DriveReferences? = nil, notice: String? = nil) {
         ok = true
         self.drive = drive
         self.drives = drives
         self.flushed = flushed
         self.references = references
+        self.notice = notice
     }
 
     public init(error: NetError) {

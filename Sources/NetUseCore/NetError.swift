@@ -13,6 +13,7 @@ public struct NetError: Error, Equatable, Sendable, CustomStringConvertible {
         public static let invalidPassword = Code(rawValue: 86)
         public static let invalidParameter = Code(rawValue: 87)
         public static let sessionCredentialConflict = Code(rawValue: 1219)
+        public static let busy = Code(rawValue: 170)
         public static let logonFailure = Code(rawValue: 1326)
         public static let workstationNotStarted = Code(rawValue: 2138)
         public static let useNotFound = Code(rawValue: 2250)
@@ -44,6 +45,7 @@ public struct NetError: Error, Equatable, Sendable, CustomStringConvertible {
         85: "The local device name is already in use.",
         86: "The specified network password is not correct.",
         87: "The parameter is incorrect.",
+        170: "The requested resource is in use.",
         1219: "Multiple connections to a server or shared resource by the same user, using more than one user name, are not allowed.",
         1326: "The user name or password is incorrect.",
         2138: "The Workstation service has not been started.",

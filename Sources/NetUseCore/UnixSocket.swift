@@ -7,6 +7,12 @@ public enum UnixSocket {
         public let pid: pid_t
         public let uid: uid_t
         public let gid: gid_t
+
+        public init(pid: pid_t, uid: uid_t, gid: gid_t) {
+            self.pid = pid
+            self.uid = uid
+            self.gid = gid
+        }
     }
 
     public static func listen(path: String, mode: mode_t, backlog: Int32 = 128) throws(Errno) -> Int32 {

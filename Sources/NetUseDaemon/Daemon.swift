@@ -23,9 +23,15 @@ public enum Daemon {
     }
 
     /// Serves until SIGTERM or SIGINT, then takes every drive down and returns.
-    public static func run(root: String) throws(StartError) {
+    /// `stateDirectory` keeps the persistent drives (nil: none are kept).
+    public static func run(root: String, stateDirectory: String?, retryInterval: Duration) throws(StartError) {
+        let notifier = ServiceNotifier(environment: InstancePaths.environment())
         umask(0)  // modes come from the kernel with the caller's umask already applied
         try prepare(root: root)
+        if let stateDirectory {
+            try prepare(root: stateDirectory)
+            chmod(stateDirectory, 0o700)
+        }
         for stale in MountTable.netuseMounts(under: root) {
             MountTable.detach(stale)
             rmdir(stale)
@@ -33,7 +39,7 @@ public enum Daemon {
         }
         let socketPath = InstancePaths.socket(inRoot: root)
         try removeStaleSocket(socketPath)
-        let drives = DriveManager(root: root)
+        let drives = DriveManager(root: root, store: stateDirectory.map { DriveRecords(directory: $0) })
         let server: ControlServer
         do {
             // The system instance takes every local user (each request is checked by uid);
@@ -42,14 +48,20 @@ public enum Daemon {
         } catch {
             throw .setup("cannot listen on \(socketPath): \(error)")
         }
+        // Clients may connect already (the socket listens); they are answered once the
+        // persistent drives are back, and only then is the service ready.
+        drives.restore()
         server.start()
         drives.startScavenger()
+        drives.startRetrying(every: retryInterval)
         Log.info("listening on \(socketPath)")
+        notifier.send("READY=1\nSTATUS=Serving \(socketPath)")
 
         var set = stopSignalSet()
         var received: Int32 = 0
         while sigwait(&set, &received) != 0 {}
         Log.info("signal \(received): stopping")
+        notifier.send("STOPPING=1")
         server.stop()
         drives.shutdown()
     }
@@ -61,6 +73,15 @@ public enum Daemon {
         sigemptyset(&set)
         for stop in stopSignals { sigaddset(&set, stop) }
         return set
+    }
+
+    /// The default state directory: /var/lib/netuse for root, $XDG_STATE_HOME/netuse (or
+    /// ~/.local/state/netuse) for anyone else.
+    public static func defaultStateDirectory(environment: [String: String]) -> String? {
+        if geteuid() == 0 { return "/var/lib/netuse" }
+        if let state = environment["XDG_STATE_HOME"], state.hasPrefix("/") { return state + "/netuse" }
+        if let home = environment["HOME"], home.hasPrefix("/") { return home + "/.local/state/netuse" }
+        return nil
     }
 
     public static func prepare(root: String) throws(StartError) {

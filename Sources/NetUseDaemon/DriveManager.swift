@@ -13,11 +13,18 @@ final class DriveManager: Sendable {
         var drives: [DriveLetter: Drive] = [:]
         var reserved: Set<DriveLetter> = []
         var deleting: Set<DriveLetter> = []
+        /// Persistent drives, mounted or not, as the state file has them.
+        var records: [DriveLetter: DriveRecord] = [:]
+        /// Persistent drives whose share could not be reached: retried in the background.
+        var unavailable: Set<DriveLetter> = []
+        /// Told to every `list`: a state file that was corrupt and kept aside.
+        var notice: String?
 
-        var taken: Set<DriveLetter> { reserved.union(drives.keys) }
+        var taken: Set<DriveLetter> { reserved.union(drives.keys).union(unavailable) }
     }
 
     let root: String
+    private let store: DriveRecords?
     private let state = Mutex(State())
     private let probe = ActivityProbe()
 
@@ -25,8 +32,9 @@ final class DriveManager: Sendable {
     /// FUSE sends it after close() has returned.
     static let releaseGrace: Duration = .milliseconds(500)
 
-    init(root: String) {
+    init(root: String, store: DriveRecords?) {
         self.root = root
+        self.store = store
     }
 
     /// Closes deferred ServerOpens whose closetimeo ran out, ten times a second.
@@ -41,12 +49,37 @@ final class DriveManager: Sendable {
 
     // MARK: use
 
-    func use(_ choice: LetterChoice, remote: Remote, options: [String: String], credentials: Credentials,
-             caller: UnixSocket.Peer) throws(NetError) -> DriveStatus {
-        let settings = try DriveOptions.parse(options)
-        let letter = try reserve(choice)
+    func use(_ request: UseRequest, caller: UnixSocket.Peer) throws(NetError) -> DriveStatus {
+        var record: DriveRecord?
+        if request.persistent {
+            guard store != nil else { throw NetError(.invalidParameter, detail: ["This instance keeps no state: nothing can be persistent."]) }
+            if case .smb = request.remote, !request.credentials.password.isEmpty, request.credentialsFile == nil {
+                throw NetError(.invalidParameter, detail: [
+                    "Passwords are never stored: a persistent SMB drive takes its password from --credentials FILE."])
+            }
+        }
+        let settings = try DriveOptions.parse(request.options)
+        let letter = try reserve(request.letter)
         defer { state.withLock { _ = $0.reserved.remove(letter) } }
+        if request.persistent {
+            record = DriveRecord(letter: letter.name, remote: request.remote.description, owner: caller.uid,
+                                 ownerGroup: caller.gid, options: request.options,
+                                 user: request.credentials.user.isEmpty ? nil : request.credentials.user,
+                                 domain: request.credentials.domain.isEmpty ? nil : request.credentials.domain,
+                                 credentialsFile: request.credentialsFile)
+        }
+        let drive = try connect(letter, request.remote, settings: settings, credentials: request.credentials, owner: caller)
+        state.withLock { state in
+            state.drives[letter] = drive
+            if let record { state.records[letter] = record }
+        }
+        if record != nil { saveRecords() }
+        return drive.status()
+    }
 
+    /// Mounts a share at a letter the caller has reserved.
+    private func connect(_ letter: DriveLetter, _ remote: Remote, settings: DriveOptions, credentials: Credentials,
+                         owner caller: UnixSocket.Peer) throws(NetError) -> Drive {
         let owner = Caller(uid: caller.uid, gid: caller.gid, pid: caller.pid)
         let backend: any ShareBackend
         switch remote {
@@ -61,30 +94,108 @@ final class DriveManager: Sendable {
         }
         let mountpoint = root + "/" + letter.name
         if mkdir(mountpoint, 0o755) != 0 && errno != EEXIST {
+            backend.disconnect()
             throw NetError(.deviceNotFunctioning, detail: ["Cannot make the mountpoint \(mountpoint): \(Errno.current)."])
         }
-        let redirector = Redirector(backend: backend, options: settings.cache)
+        // The system instance lets every user reach the mount, and serves only the owner (and root).
+        let shared = geteuid() == 0
+        let redirector = Redirector(backend: backend, options: settings.cache, admittedUID: shared ? caller.uid : nil)
         let mount: FUSEMount
         do {
             mount = try FUSEMount(redirector: redirector, mountpoint: mountpoint,
-                                  fileSystemName: "netuse:" + remote.description, allowOther: geteuid() == 0)
+                                  fileSystemName: "netuse:" + remote.description, allowOther: shared)
         } catch {
             rmdir(mountpoint)
             backend.disconnect()
             throw NetError(.deviceNotFunctioning, detail: ["Cannot mount \(mountpoint): \(error)."])
         }
         MountTable.setReadAhead(mountpoint, kibibytes: settings.readAheadKiB)
-        let drive = Drive(letter: letter, remote: remote, owner: caller.uid, account: credentials.user,
-                          redirector: redirector, mount: mount)
-        state.withLock { $0.drives[letter] = drive }
         Log.info("\(letter) connected to \(remote) at \(mountpoint) for uid \(caller.uid)")
-        return drive.status()
+        return Drive(letter: letter, remote: remote, owner: caller.uid, account: credentials.user,
+                     redirector: redirector, mount: mount)
+    }
+
+    // MARK: persistence
+
+    /// At start: every recorded drive is connected again; one whose share cannot be reached
+    /// is kept as Unavailable and retried.
+    func restore() {
+        guard let store else { return }
+        let records: [DriveRecord]
+        do {
+            records = try store.load()
+        } catch {
+            let notice = "The state file \(store.path) was corrupt; it was kept as \(error.keptAs) and no drive was restored."
+            Log.error(notice)
+            state.withLock { $0.notice = notice }
+            return
+        }
+        for record in records {
+            guard let letter = DriveLetter(record.letter) else { continue }
+            state.withLock { state in
+                state.records[letter] = record
+                state.unavailable.insert(letter)
+            }
+            reconnect(letter, record)
+        }
+    }
+
+    /// Tries an Unavailable drive once; it stays Unavailable if the share is still away.
+    private func reconnect(_ letter: DriveLetter, _ record: DriveRecord) {
+        do throws(NetError) {
+            let remote = try Remote(parsing: record.remote)
+            let settings = try DriveOptions.parse(record.options)
+            var credentials = Credentials(user: record.user ?? "", password: "", domain: record.domain ?? "")
+            if let file = record.credentialsFile {
+                let read = try CredentialsFile.read(file, owner: record.owner)
+                credentials = Credentials(account: read.user ?? record.user ?? "", password: read.password ?? "",
+                                          domain: read.domain ?? record.domain)
+            }
+            let owner = UnixSocket.Peer(pid: 0, uid: record.owner, gid: record.ownerGroup)
+            let drive = try connect(letter, remote, settings: settings, credentials: credentials, owner: owner)
+            let kept = state.withLock { state -> Bool in
+                // Deleted meanwhile: the record is gone, and so must the drive be.
+                guard state.records[letter] == record else { return false }
+                state.unavailable.remove(letter)
+                state.drives[letter] = drive
+                return true
+            }
+            if !kept {
+                try? MountTable.unmount(drive.mount.mountpoint)
+                finish(drive)
+            }
+        } catch {
+            Log.warning("\(letter) (\(record.remote)) is unavailable: System error \(error.code.rawValue) \(error.detail.joined(separator: " "))")
+        }
+    }
+
+    /// Retries the Unavailable drives every `interval`.
+    func startRetrying(every interval: Duration) {
+        SystemThread.detach { [self] in
+            while true {
+                let (seconds, attoseconds) = interval.components
+                usleep(UInt32(clamping: seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
+                let waiting = state.withLock { state in state.unavailable.compactMap { letter in state.records[letter].map { (letter, $0) } } }
+                for (letter, record) in waiting { reconnect(letter, record) }
+            }
+        }
+    }
+
+    private func saveRecords() {
+        guard let store else { return }
+        let records = state.withLock { Array($0.records.values) }
+        do {
+            try store.save(records)
+        } catch {
+            Log.error("cannot write \(store.path): \(error)")
+        }
     }
 
     // MARK: delete
 
     /// DESIGN.md's delete rules. Returns how many deferred ServerOpens were flushed.
     func delete(_ letter: DriveLetter, force: Bool, wait: Duration, caller: UnixSocket.Peer) throws(NetError) -> Int {
+        if try forgetUnavailable(letter, caller: caller) { return 0 }
         let drive = try state.withLock { (state) throws(NetError) -> Drive in
             guard let drive = state.drives[letter] else { throw NetError(.useNotFound, detail: ["\(letter) is not connected."]) }
             guard drive.allows(caller.uid) else { throw NetError(.accessDenied, detail: ["\(letter) belongs to uid \(drive.owner)."]) }
@@ -97,6 +208,7 @@ final class DriveManager: Sendable {
 
         if force {
             let closed = forceOff(drive)
+            forgetRecord(letter)
             Log.info("\(letter) deleted by force; \(closed) handles on the share closed")
             return closed
         }
@@ -119,8 +231,29 @@ final class DriveManager: Sendable {
         }
         state.withLock { _ = $0.drives.removeValue(forKey: letter) }
         finish(drive)
+        forgetRecord(letter)
         Log.info("\(letter) deleted; \(flushed) deferred opens flushed")
         return flushed
+    }
+
+    /// `net use /delete` forgets a persistent connection too.
+    private func forgetRecord(_ letter: DriveLetter) {
+        if state.withLock({ $0.records.removeValue(forKey: letter) }) != nil { saveRecords() }
+    }
+
+    /// Deleting an Unavailable drive only forgets its record. True when that was the case.
+    private func forgetUnavailable(_ letter: DriveLetter, caller: UnixSocket.Peer) throws(NetError) -> Bool {
+        let forgotten = try state.withLock { (state) throws(NetError) -> Bool in
+            guard state.unavailable.contains(letter), let record = state.records[letter] else { return false }
+            guard caller.uid == 0 || caller.uid == record.owner else {
+                throw NetError(.accessDenied, detail: ["\(letter) belongs to uid \(record.owner)."])
+            }
+            state.unavailable.remove(letter)
+            state.records[letter] = nil
+            return true
+        }
+        if forgotten { saveRecords() }
+        return forgotten
     }
 
     /// Why the drive may not be deleted now, or nil when nothing active uses it.
@@ -171,10 +304,22 @@ final class DriveManager: Sendable {
 
     // MARK: list and refs
 
-    func list(caller: UnixSocket.Peer) -> [DriveStatus] {
-        state.withLock { state in
-            state.drives.values.sorted { $0.letter < $1.letter }.map { ($0, state.deleting.contains($0.letter)) }
-        }.map { drive, deleting in drive.status(deleting ? "Deleting" : nil) }
+    /// The caller's drives; root's `--all` shows everyone's.
+    func list(caller: UnixSocket.Peer, all: Bool) throws(NetError) -> ([DriveStatus], String?) {
+        if all && caller.uid != 0 { throw NetError(.accessDenied, detail: ["Only root may list every user's drives."]) }
+        let (mounted, waiting, notice) = state.withLock { state in
+            (state.drives.values.map { ($0, state.deleting.contains($0.letter)) },
+             state.unavailable.compactMap { letter in state.records[letter].map { (letter, $0) } },
+             state.notice)
+        }
+        var statuses = mounted.filter { all || $0.0.owner == caller.uid }.map { drive, deleting in
+            drive.status(deleting ? "Deleting" : nil)
+        }
+        statuses += waiting.filter { all || $0.1.owner == caller.uid }.map { letter, record in
+            DriveStatus(letter: letter.description, remote: record.remote, mountpoint: root + "/" + letter.name,
+                        status: "Unavailable", owner: record.owner, openHandles: 0, deferredHandles: 0)
+        }
+        return (statuses.sorted { $0.letter < $1.letter }, notice)
     }
 
     func references(_ letter: DriveLetter, caller: UnixSocket.Peer) throws(NetError) -> DriveReferences {
@@ -204,6 +349,12 @@ final class DriveManager: Sendable {
                 finish(drive)
                 Log.info("\(drive.letter) unmounted")
             } catch {
+                // Busy: detach it lazily; what processes still hold fails from now on, and
+                // the kernel ends the session when the daemon exits. Writes went through
+                // as they came: nothing is lost.
+                let held = drive.redirector.liveHandles.map(\.node)
+                drive.redirector.revoke()
+                drive.mount.invalidate(nodes: held)
                 MountTable.detach(drive.mount.mountpoint)
                 drive.mount.abandon()
                 drive.redirector.disconnect()

@@ -43,9 +43,14 @@ public final class Redirector: Sendable {
     /// Set by a forced delete: from then on every request answers EIO.
     private let revoked = Atomic(false)
 
-    public init(backend: any ShareBackend, options: Options = Options(),
+    /// The only user (besides root) whose requests the drive serves, when the mount lets
+    /// every user in (allow_other); nil when the kernel already keeps others out.
+    public let admittedUID: uid_t?
+
+    public init(backend: any ShareBackend, options: Options = Options(), admittedUID: uid_t? = nil,
                 clock: @escaping @Sendable () -> Duration = MonotonicClock.now) {
         self.backend = backend
+        self.admittedUID = admittedUID
         self.clock = clock
         handles = Mutex(FCBTable(closeTimeout: options.closeTimeout, deferredLimit: options.deferredLimit))
     }

@@ -79,6 +79,10 @@ struct Use: ParsableCommand {
     @Option(help: ArgumentHelp("Take user, password and domain from a mount.cifs credentials file (mode 600).", valueName: "file"))
     var credentials: String?
 
+    @Option(help: ArgumentHelp("yes: connect the drive again whenever netused starts (net use /persistent:yes); no: do not.",
+                               valueName: "yes|no"))
+    var persistent: YesNo = .no
+
     @Option(name: .shortAndLong, help: ArgumentHelp(
         "A drive option, key=value: closetimeo=SECONDS keeps closed files' server handles for reuse (default 5, 0 = off); maxdeferred=N bounds them (default 64); for SMB, timeout=SECONDS (default 30) and workers=N (default 2).",
         valueName: "key=value"))
@@ -100,7 +104,9 @@ struct Use: ParsableCommand {
         var account = user
         var password: String?
         var domain: String?
+        var credentialsFile: String?
         if let credentials {
+            credentialsFile = credentials.hasPrefix("/") ? credentials : currentDirectory() + "/" + credentials
             do {
                 let file = try CredentialsFile.read(credentials)
                 account = account ?? file.user
@@ -118,7 +124,8 @@ struct Use: ParsableCommand {
             password = getpass("Type the password for \(remote): ").map { String(cString: $0) } ?? ""
         }
         let response = try connection.perform(ControlRequest(
-            op: "use", letter: letter, remote: remote, options: options, user: account, password: password, domain: domain))
+            op: "use", letter: letter, remote: remote, options: options, user: account, password: password, domain: domain,
+            persistent: persistent == .yes ? true : nil, credentialsFile: credentialsFile))
         if connection.json { return connection.printJSON(response) }
         guard let drive = response.drive else { return }
         print("Drive \(drive.letter) is now connected to \(drive.remote).")
@@ -166,13 +173,20 @@ struct Delete: ParsableCommand {
 }
 
 struct List: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List the connected drives.")
+    static let configuration = CommandConfiguration(abstract: "List your connected drives.")
+
+    @Flag(help: "Every user's drives (root only).")
+    var all = false
 
     @OptionGroup var connection: Connection
 
     func run() throws {
-        let response = try connection.perform(ControlRequest(op: "list"))
+        let response = try connection.perform(ControlRequest(op: "list", all: all ? true : nil))
         if connection.json { return connection.printJSON(response) }
+        if let notice = response.notice {
+            print(notice)
+            print("")
+        }
         let drives = response.drives ?? []
         guard !drives.isEmpty else {
             print("There are no entries in the list.")
@@ -263,6 +277,15 @@ struct HelpMsg: ParsableCommand {
     }
 }
 
+enum YesNo: String, ExpressibleByArgument {
+    case yes, no
+}
+
+func currentDirectory() -> String {
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    return getcwd(&buffer, buffer.count).map { String(cString: $0) } ?? "/"
+}
+
 extension String {
     func padding(_ width: Int) -> String { self + String(repeating: " ", count: max(0, width - count)) }
     func trimmingTrailingSpaces() -> String {
@@ -272,4 +295,10 @@ extension String {
     }
 }
 
-Netusectl.main()
+// `--persistent` alone means yes, as `/persistent:yes` would.
+var arguments = Array(CommandLine.arguments.dropFirst())
+for (index, argument) in arguments.enumerated() where argument == "--persistent" {
+    let next = index + 1 < arguments.count ? arguments[index + 1] : ""
+    if next != "yes" && next != "no" { arguments[index] = "--persistent=yes" }
+}
+Netusectl.main(arguments)

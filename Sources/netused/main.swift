@@ -15,24 +15,34 @@ struct Netused: ParsableCommand {
     @Flag(help: "Stay in the foreground (as systemd runs it) instead of detaching.")
     var foreground = false
 
+    @Option(help: "Where persistent drives are recorded (default: /var/lib/netuse for root, $XDG_STATE_HOME/netuse otherwise).")
+    var stateDir: String?
+
+    @Option(help: ArgumentHelp("How often to retry persistent drives whose share was unreachable.", valueName: "seconds"))
+    var retryInterval: Double = 30
+
     @Option(help: "error, warning, info or debug.")
     var logLevel = "info"
 
     func validate() throws {
         guard Log.Level(name: logLevel) != nil else { throw ValidationError("--log-level takes error, warning, info or debug.") }
         if let root, !root.hasPrefix("/") { throw ValidationError("--root takes an absolute path.") }
+        if let stateDir, !stateDir.hasPrefix("/") { throw ValidationError("--state-dir takes an absolute path.") }
+        guard retryInterval >= 0.1 else { throw ValidationError("--retry-interval takes at least 0.1 seconds.") }
     }
 
     func run() throws {
         Log.configure(level: Log.Level(name: logLevel)!)
-        let root = self.root ?? InstancePaths.defaultRoot(environment: InstancePaths.environment())
+        let environment = InstancePaths.environment()
+        let root = self.root ?? InstancePaths.defaultRoot(environment: environment)
+        let stateDirectory = stateDir ?? Daemon.defaultStateDirectory(environment: environment)
         if !foreground {
-            try Background.start(root: root, logLevel: logLevel)
+            try Background.start(root: root, stateDirectory: stateDirectory, logLevel: logLevel)
             return
         }
         Daemon.takeSignals()
         do {
-            try Daemon.run(root: root)
+            try Daemon.run(root: root, stateDirectory: stateDirectory, retryInterval: .milliseconds(Int64(retryInterval * 1000)))
         } catch {
             Log.error("\(error)")
             throw ExitCode(1)

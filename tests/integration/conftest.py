@@ -39,15 +39,17 @@ class Daemon:
     def __init__(self, base):
         self.base = base
         self.root = base / "root"
+        self.state = base / "state"
         self.socket = self.root / "control.sock"
         self.log_path = base / "netused.log"
         self.process = None
 
-    def start(self):
+    def start(self, env=None):
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(BIN / "netused"), "--root", str(self.root), "--foreground", "--log-level", "debug"],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+            [str(BIN / "netused"), "--root", str(self.root), "--state-dir", str(self.state), "--foreground",
+             "--log-level", "debug", "--retry-interval", "0.5"],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=env)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             assert self.process.poll() is None, "netused exited at start:\n" + self.log_text()
@@ -76,10 +78,12 @@ class Daemon:
                 f"stdout: {result.stdout}\nstderr: {result.stderr}")
         return result
 
-    def use(self, letter, share, *options):
+    def use(self, letter, share, *options, as_user=None, binary=None):
         """Maps a Share (or a plain directory) to the letter; returns the mountpoint."""
         arguments = share.use_arguments() if isinstance(share, Share) else [str(share)]
-        command = [str(BIN / "netusectl"), "use", letter, *arguments, *options, "--socket", str(self.socket)]
+        command = [str(binary or BIN / "netusectl"), "use", letter, *arguments, *options, "--socket", str(self.socket)]
+        if as_user is not None:
+            command = ["setpriv", f"--reuid={as_user}", f"--regid={as_user}", "--clear-groups"] + command
         result = subprocess.run(command, capture_output=True, text=True, timeout=60,
                                 input=share.password_input if isinstance(share, Share) else None)
         assert result.returncode == 0, f"use {letter} failed:\n{result.stdout}{result.stderr}"
@@ -88,8 +92,8 @@ class Daemon:
     def refs(self, letter="q"):
         return json.loads(self.ctl("refs", letter, "--json").stdout)["references"]
 
-    def listing(self):
-        return json.loads(self.ctl("list", "--json").stdout)["drives"]
+    def listing(self, all=False):
+        return json.loads(self.ctl("list", "--json", *(["--all"] if all else [])).stdout)["drives"]
 
     def request(self, raw: bytes, timeout=10):
         """Sends raw bytes on the control socket and returns the first reply line, parsed."""

@@ -129,7 +129,7 @@ def test_delete_then_use_again(daemon, share):
 def test_only_the_owner_or_root_deletes_and_the_owner_is_recorded(daemon, share, user_ctl):
     daemon.ctl("use", "n", str(share), as_user=NOBODY, binary=user_ctl)
     daemon.use("q", share)
-    owners = {d["letter"]: d["owner"] for d in daemon.listing()}
+    owners = {d["letter"]: d["owner"] for d in daemon.listing(all=True)}
     assert owners == {"N:": NOBODY, "Q:": 0}
     result = daemon.ctl("delete", "q", expect=2, as_user=NOBODY, binary=user_ctl)
     assert "System error 5 has occurred." in result.stderr

@@ -80,7 +80,7 @@ def test_a_new_daemon_cleans_the_stale_mount_of_a_killed_one(base, share):
 
 
 def test_a_second_daemon_on_the_same_root_refuses_to_start(daemon):
-    result = subprocess.run([str(BIN / "netused"), "--root", str(daemon.root), "--foreground"],
+    result = subprocess.run([str(BIN / "netused"), "--root", str(daemon.root), "--state-dir", str(daemon.state), "--foreground"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
     assert "already listening" in result.stderr
@@ -89,7 +89,8 @@ def test_a_second_daemon_on_the_same_root_refuses_to_start(daemon):
 
 def test_background_start_returns_once_listening(base, share):
     root = base / "bg"
-    result = subprocess.run([str(BIN / "netused"), "--root", str(root)], capture_output=True, text=True, timeout=30)
+    result = subprocess.run([str(BIN / "netused"), "--root", str(root), "--state-dir", str(base / "bg-state")],
+                            capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     pid = int(result.stdout.split()[1])
     try:

@@ -3,11 +3,16 @@ import NetUseCore
 
 /// A mount.cifs credentials file: `username=`, `password=`, `domain=` lines. It holds a
 /// password, so one that group or others may read is refused, as ssh refuses such a key.
-enum CredentialsFile {
-    static func read(_ path: String) throws(NetError) -> (user: String?, password: String?, domain: String?) {
+public enum CredentialsFile {
+    /// `owner`, when given, must own the file (the daemon reading a user's file for a
+    /// persistent drive); root may own any.
+    public static func read(_ path: String, owner: uid_t? = nil) throws(NetError) -> (user: String?, password: String?, domain: String?) {
         var attributes = stat()
         guard lstat(path, &attributes) == 0 else {
             throw NetError(.invalidParameter, detail: ["Cannot read the credentials file \(path): \(Errno.current)."])
+        }
+        if let owner, attributes.st_uid != owner && attributes.st_uid != 0 {
+            throw NetError(.accessDenied, detail: ["The credentials file \(path) belongs to uid \(attributes.st_uid), not \(owner)."])
         }
         guard attributes.st_mode & 0o077 == 0 else {
             throw NetError(.invalidParameter, detail: [

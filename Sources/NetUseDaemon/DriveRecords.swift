@@ -1,0 +1,83 @@
+import FoundationEssentials
+import Glibc
+import NetUseCore
+
+/// A persistent drive as the state file keeps it: enough to connect it again at start.
+/// Never a password: an SMB drive that needs one names its credentials file.
+struct DriveRecord: Codable, Equatable, Sendable {
+    var letter: String
+    var remote: String
+    var owner: UInt32
+    var ownerGroup: UInt32
+    var options: [String: String]
+    var user: String?
+    var domain: String?
+    var credentialsFile: String?
+}
+
+/// The instance's state file, written whole and atomically (temporary file, fsync, rename),
+/// mode 0600.
+struct DriveRecords: Sendable {
+    let path: String
+
+    init(directory: String) {
+        path = directory + "/drives.json"
+    }
+
+    struct Corrupt: Error {
+        let keptAs: String
+    }
+
+    /// The records, or none if there is no file yet. A file that does not parse is moved
+    /// aside (and reported), so that the daemon can start and the user can look at it.
+    func load() throws(Corrupt) -> [DriveRecord] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return [] }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count <= 0 { break }
+            bytes += chunk[..<count]
+        }
+        close(fd)
+        struct File: Codable { var version: Int; var drives: [DriveRecord] }
+        if let file = try? JSONDecoder().decode(File.self, from: Data(bytes)), file.version == 1 {
+            return file.drives
+        }
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let aside = "\(path).corrupt-\(now.tv_sec)"
+        rename(path, aside)
+        throw Corrupt(keptAs: aside)
+    }
+
+    func save(_ records: [DriveRecord]) throws(Errno) {
+        struct File: Codable { var version: Int; var drives: [DriveRecord] }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let bytes = Array(try! encoder.encode(File(version: 1, drives: records.sorted { $0.letter < $1.letter })))
+        let temporary = path + ".tmp"
+        let fd = try systemCall { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) }
+        do {
+            var written = 0
+            while written < bytes.count {
+                written += try systemCall { bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) } }
+            }
+            _ = try systemCall { fchmod(fd, 0o600) }
+            _ = try systemCall { fsync(fd) }
+        } catch {
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        close(fd)
+        _ = try systemCall { rename(temporary, path) }
+        // The rename itself must survive a crash too.
+        let directory = open(String(path[..<path.lastIndex(of: "/")!]), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if directory >= 0 {
+            fsync(directory)
+            close(directory)
+        }
+    }
+}
