@@ -3,9 +3,10 @@ PREFIX     ?= /usr/local
 DESTDIR    ?=
 SWIFT      ?= swift
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
+USERUNITDIR ?= $(PREFIX)/lib/systemd/user
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the build, the tests and the demo need.
-DEB_PACKAGES := fuse3 libfuse3-dev pkg-config util-linux python3 libsmbclient-dev samba smbclient
+DEB_PACKAGES := fuse3 libfuse3-dev pkg-config util-linux python3 libsmbclient-dev samba smbclient systemd
 
 RELEASE_BIN = $(shell $(SWIFT) build -c release --show-bin-path)
 DEBUG_BIN   = $(shell $(SWIFT) build --show-bin-path)
@@ -46,10 +47,12 @@ install: build
 	install -D -m 0755 $(RELEASE_BIN)/netusectl $(DESTDIR)$(PREFIX)/bin/netusectl
 	install -D -m 0755 $(RELEASE_BIN)/netuse-smb-worker $(DESTDIR)$(PREFIX)/libexec/netuse/netuse-smb-worker
 	install -D -m 0644 systemd/netused.service $(DESTDIR)$(UNITDIR)/netused.service
-	sed -i 's|/usr/local/bin|$(PREFIX)/bin|' $(DESTDIR)$(UNITDIR)/netused.service
+	install -D -m 0644 systemd/user/netused.service $(DESTDIR)$(USERUNITDIR)/netused.service
+	sed -i 's|/usr/local/bin|$(PREFIX)/bin|' $(DESTDIR)$(UNITDIR)/netused.service $(DESTDIR)$(USERUNITDIR)/netused.service
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/netused $(DESTDIR)$(PREFIX)/bin/netusectl $(DESTDIR)$(UNITDIR)/netused.service
+	rm -f $(DESTDIR)$(USERUNITDIR)/netused.service
 	rm -f $(DESTDIR)$(PREFIX)/libexec/netuse/netuse-smb-worker
 
 clean:

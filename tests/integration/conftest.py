@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-BIN = Path(os.environ.get("NETUSE_BIN", REPO / ".build" / "debug"))
+BIN = Path(os.environ.get("NETUSE_BIN", REPO / ".build" / "debug")).resolve()
 NOBODY = 65534
 
 
@@ -56,9 +56,12 @@ class Daemon:
             try:
                 with socket.socket(socket.AF_UNIX) as probe:
                     probe.connect(str(self.socket))
-                return self
             except OSError:
                 time.sleep(0.02)
+                continue
+            # The socket listens before persistent drives are restored; answers come after.
+            assert self.request(b'{"v":1,"op":"list"}\n', timeout=60)["ok"]
+            return self
         raise AssertionError("netused did not listen within 10 s:\n" + self.log_text())
 
     def log_text(self):
