@@ -138,6 +138,14 @@ struct FCBTable {
         return doomed.map { retire($0) }
     }
 
+    /// Whether a ServerOpen that FileHandles hold is open at the path (or below it).
+    func hasOpen(at path: String, subtree: Bool) -> Bool {
+        serverOpens.values.contains { open in
+            guard !open.isDeferred, let fcbPath = fcbs[open.fcb]?.path else { return false }
+            return Self.path(fcbPath, isAt: path, subtree: subtree)
+        }
+    }
+
     /// Delete: every deferred ServerOpen is closed; the count says how many.
     mutating func flushDeferred() -> [BackendHandle] {
         let all = deferred

@@ -158,10 +158,12 @@ public final class Redirector: Sendable {
     private func remove(parent: UInt64, name: String, directory: Bool) throws(Errno) {
         let path = try path(of: parent, name)
         close(handles.withLock { $0.discardDeferred(at: path, subtree: directory) })
-        if directory {
-            try backend.removeDirectory(path)
-        } else {
-            try backend.unlink(path)
+        try whileReleasing([path], subtree: directory) { () throws(Errno) in
+            if directory {
+                try backend.removeDirectory(path)
+            } else {
+                try backend.unlink(path)
+            }
         }
         handles.withLock { $0.unlinked(path, subtree: directory) }
         nodes.withLock { $0.detach(parent: parent, name: name) }
@@ -174,7 +176,7 @@ public final class Redirector: Sendable {
         close(handles.withLock { table in
             table.discardDeferred(at: from, subtree: true) + table.discardDeferred(at: to, subtree: true)
         })
-        try backend.rename(from, to: to, flags: flags)
+        try whileReleasing([from, to], subtree: true) { () throws(Errno) in try backend.rename(from, to: to, flags: flags) }
         handles.withLock { table in
             if flags.contains(.exchange) {
                 table.exchanged(from, to)
@@ -188,6 +190,24 @@ public final class Redirector: Sendable {
             } else {
                 table.move(parent: parent, name: name, to: newParent, newName: newName)
             }
+        }
+    }
+
+    /// A share that refuses to remove or rename a file still open (SMB does, with EBUSY)
+    /// may be refusing a handle whose RELEASE is still on its way: FUSE sends it after
+    /// close() has returned. Such a refusal gets a short grace for those releases, then one
+    /// more try.
+    private func whileReleasing(_ paths: [String], subtree: Bool, _ operation: () throws(Errno) -> Void) throws(Errno) {
+        do {
+            try operation()
+        } catch where error.rawValue == EBUSY {
+            let deadline = MonotonicClock.now() + .milliseconds(500)
+            while MonotonicClock.now() < deadline,
+                  handles.withLock({ table in paths.contains { table.hasOpen(at: $0, subtree: subtree) } }) {
+                usleep(2_000)
+            }
+            close(handles.withLock { table in paths.flatMap { table.discardDeferred(at: $0, subtree: subtree) } })
+            try operation()
         }
     }
 

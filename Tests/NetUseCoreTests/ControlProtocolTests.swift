@@ -21,13 +21,17 @@ import Testing
         let line = use.encodedLine()
         #expect(line.last == UInt8(ascii: "\n"))
         #expect(try operation(String(decoding: line.dropLast(), as: UTF8.self))
-                == .use(.letter(DriveLetter("q")!), .local(path: "/srv"), options: ["a": "b"], credentials: Credentials()))
-        #expect(try operation(#"{"v":1,"op":"use","letter":"*","remote":"/srv"}"#) == .use(.nextFree, .local(path: "/srv"), options: [:], credentials: Credentials()))
+                == .use(UseRequest(letter: .letter(DriveLetter("q")!), remote: .local(path: "/srv"), options: ["a": "b"])))
+        #expect(try operation(#"{"v":1,"op":"use","letter":"*","remote":"/srv"}"#) == .use(UseRequest(letter: .nextFree, remote: .local(path: "/srv"))))
+        #expect(try operation(#"{"v":1,"op":"use","letter":"q","remote":"/srv","persistent":true,"credentialsFile":"/etc/c"}"#)
+                == .use(UseRequest(letter: .letter(DriveLetter("q")!), remote: .local(path: "/srv"), persistent: true,
+                                   credentialsFile: "/etc/c")))
         #expect(try operation(#"{"v":1,"op":"delete","letter":"Q:"}"#) == .delete(DriveLetter("q")!, force: false, wait: .zero))
         #expect(try operation(#"{"v":1,"op":"delete","letter":"q","force":true,"wait":2.5}"#)
                 == .delete(DriveLetter("q")!, force: true, wait: .milliseconds(2500)))
         #expect(try operation(#"{"v":1,"op":"refs","letter":"q"}"#) == .refs(DriveLetter("q")!))
-        #expect(try operation(#"{"v":1,"op":"list"}"#) == .list)
+        #expect(try operation(#"{"v":1,"op":"list"}"#) == .list(all: false))
+        #expect(try operation(#"{"v":1,"op":"list","all":true}"#) == .list(all: true))
     }
 
     @Test func responsesRoundTrip() throws {
@@ -59,6 +63,7 @@ import Testing
         (#"{"v":1,"op":"delete","letter":"q","wait":-1}"#, 87),
         (#"{"v":1,"op":"delete","letter":"q","force":"yes"}"#, 87),
         (#"{"v":1,"op":"refs"}"#, 87),
+        (#"{"v":1,"op":"use","letter":"q","remote":"/srv","credentialsFile":"relative"}"#, 87),
         (#"{"v":1,"op":"format"}"#, 50),
         (#"{"v":1,"op":"use","letter":"q","remote":"relative"}"#, 67),
     ])

@@ -21,10 +21,10 @@ import Testing
 
     @Test func theUserOfAnSMBURLIsTheDefault() throws {
         let line = #"{"v":1,"op":"use","letter":"q","remote":"smb://bob@files/share","password":"pw"}"#
-        guard case .use(_, _, _, let credentials) = try ControlOperation(line: Array(line.utf8)) else {
+        guard case .use(let request) = try ControlOperation(line: Array(line.utf8)) else {
             Issue.record("not a use")
             return
         }
-        #expect(credentials == Credentials(user: "bob", password: "pw", domain: ""))
+        #expect(request.credentials == Credentials(user: "bob", password: "pw", domain: ""))
     }
 }

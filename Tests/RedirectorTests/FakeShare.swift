@@ -22,6 +22,12 @@ final class FakeShare: ShareBackend {
     }
 
     private let state = Mutex(State())
+    /// Refuse to unlink a file with open handles, as SMB does (sharing violation).
+    let busyWhileOpen: Bool
+
+    init(busyWhileOpen: Bool = false) {
+        self.busyWhileOpen = busyWhileOpen
+    }
 
     var events: [String] { state.withLock { $0.events } }
     var openCount: Int { state.withLock { $0.events.filter { $0.hasPrefix("open ") || $0.hasPrefix("create ") }.count } }
@@ -129,6 +135,10 @@ final class FakeShare: ShareBackend {
 
     func unlink(_ path: String) throws(Errno) {
         try state.withLock { (state) throws(Errno) in
+            if busyWhileOpen, let inode = state.files[path]?.inode, state.handles.values.contains(inode) {
+                state.events.append("busy \(path)")
+                throw Errno(EBUSY)
+            }
             guard state.files.removeValue(forKey: path) != nil else { throw Errno(ENOENT) }
             state.events.append("unlink \(path)")
         }

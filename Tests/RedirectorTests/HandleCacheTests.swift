@@ -234,6 +234,22 @@ import Testing
         redirector.release(held)
     }
 
+    @Test func aRemoveRefusedForAHandleBeingReleasedIsTriedAgain() throws {
+        let share = FakeShare(busyWhileOpen: true)
+        let redirector = Redirector(backend: share)
+        share.put("script.bat")
+        let node = try redirector.lookup(parent: 1, name: "script.bat").node
+        let handle = try redirector.open(node, flags: O_RDONLY, caller: caller).handle
+        // The RELEASE comes a little after the unlink, as FUSE may deliver it.
+        let releaser = SystemThread {
+            usleep(50_000)
+            redirector.release(handle)
+        }
+        try redirector.unlink(parent: 1, name: "script.bat")
+        releaser.join()
+        #expect(share.events.suffix(3) == ["busy script.bat", "close script.bat", "unlink script.bat"])
+    }
+
     @Test func revokeFailsEverythingWithEIOAndClosesEveryHandle() throws {
         share.put("f")
         let held = try open("f")
