@@ -11,7 +11,10 @@ DEB_PACKAGES := fuse3 libfuse3-dev pkg-config util-linux python3 libsmbclient-de
 RELEASE_BIN = $(shell $(SWIFT) build -c release --show-bin-path)
 DEBUG_BIN   = $(shell $(SWIFT) build --show-bin-path)
 
-.PHONY: all build deps test unit-test integration-test demo install uninstall clean
+# The peers the benchmark measures netuse against.
+BENCH_PACKAGES := rclone smbnetfs bindfs
+
+.PHONY: all build deps bench-deps test unit-test integration-test demo bench install uninstall clean
 
 all: build
 
@@ -38,6 +41,18 @@ unit-test:
 integration-test:
 	$(SWIFT) build
 	NETUSE_BIN=$(DEBUG_BIN) python3 -m pytest -q -p no:cacheprovider tests/integration
+
+bench-deps: deps
+	@missing=""; for package in $(BENCH_PACKAGES); do \
+	  dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make bench-deps: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+# Mounts, drops caches and starts smbd: run as root. The table lands in bench-results/.
+bench: bench-deps build
+	NETUSE_BIN=$(RELEASE_BIN) python3 bench/bench.py $(BENCH_ARGS)
 
 demo: deps build
 	NETUSE_BIN=$(RELEASE_BIN) bash scripts/demo.sh

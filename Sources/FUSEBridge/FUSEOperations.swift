@@ -85,6 +85,9 @@ enum FUSEOperations {
                 info!.pointee.fh = opened.handle
                 // The FCB vouches that the file has not changed since the kernel cached it.
                 info!.pointee.keep_cache = opened.keepCache ? 1 : 0
+                // Writes reach the share as they arrive, so close() has nothing to flush:
+                // the kernel may skip the FLUSH round trip.
+                info!.pointee.noflush = 1
                 fuse_reply_open(request, info)
             } catch {
                 fuse_reply_err(request, code(error))
@@ -96,6 +99,7 @@ enum FUSEOperations {
                 let (entry, handle) = try drive.create(
                     parent: parent, name: String(cString: name!), flags: info!.pointee.flags, mode: mode, caller: caller(request!))
                 info!.pointee.fh = handle
+                info!.pointee.noflush = 1
                 var parameters = entryParameters(entry)
                 fuse_reply_create(request, &parameters, info)
             } catch {

@@ -1,0 +1,419 @@
+#!/usr/bin/env python3
+"""make bench: netuse beside the FUSE limit and the SMB clients a Linux user would otherwise
+pick, measured side by side in one run, at 0 and 2 ms round trip.
+
+It starts its own smbd on loopback and a latency proxy, mounts one guest share with netuse,
+rclone (vfs-cache-mode off and full) and smbnetfs, checks each mount, runs each workload
+several times (the median counts), prints one table of netuse's ratio to each peer, and keeps
+the raw figures in bench-results/results.json. Everything it starts, it stops."""
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(REPO / "bench"))
+from latency_proxy import LatencyProxy  # noqa: E402
+from netuse_harness import Samba, fuse_mounts_under  # noqa: E402
+
+BIN = Path(os.environ.get("NETUSE_BIN", REPO / ".build" / "release")).resolve()
+MiB = 1 << 20
+
+
+def drop_caches():
+    os.sync()
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+def wait_for_mount(path, process=None, timeout=30):
+    deadline = time.monotonic() + timeout
+    while str(path) not in fuse_mounts_under(path):
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited while mounting {path}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path} was not mounted within {timeout} s")
+        time.sleep(0.05)
+
+
+# MARK: the systems under test
+
+class Netuse:
+    name = "netuse"
+
+    def __init__(self, work, remote, label="netuse"):
+        self.name = label
+        self.root = work / f"{label}-root"
+        self.socket = self.root / "control.sock"
+        self.log = open(work / f"{label}.log", "ab")
+        self.process = subprocess.Popen(
+            [str(BIN / "netused"), "--root", str(self.root), "--state-dir", str(work / f"{label}-state"), "--foreground",
+             "--log-level", "warning"], stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 10
+        while not self.socket.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("netused did not start")
+            time.sleep(0.02)
+        time.sleep(0.1)
+        self.remote = remote
+        self.use()
+
+    def ctl(self, *args):
+        return subprocess.run([str(BIN / "netusectl"), *args, "--socket", str(self.socket)],
+                              capture_output=True, text=True, check=True, timeout=120)
+
+    def use(self):
+        self.ctl("use", "q", self.remote)
+        self.path = self.root / "q"
+
+    def delete(self):
+        self.ctl("delete", "q")
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(30)
+
+
+class FuseProcess:
+    """A peer that is one FUSE program: rclone, smbnetfs, bindfs."""
+
+    def __init__(self, name, command, mountpoint, path, env=None):
+        self.name = name
+        self.mountpoint = mountpoint
+        mountpoint.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                                        start_new_session=True)
+        wait_for_mount(mountpoint, self.process)
+        self.path = path
+        deadline = time.monotonic() + 30
+        while not path.is_dir():  # smbnetfs shows the share only once it has browsed to it
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name}: {path} did not appear")
+            time.sleep(0.1)
+
+    def stop(self):
+        subprocess.run(["fusermount3", "-u", str(self.mountpoint)], capture_output=True)
+        subprocess.run(["fusermount", "-u", str(self.mountpoint)], capture_output=True)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        subprocess.run(["umount", "-l", str(self.mountpoint)], capture_output=True)
+
+
+def rclone(work, port, mode):
+    mountpoint = work / f"rclone-{mode}"
+    return FuseProcess(f"rclone {mode}", [
+        "rclone", "mount", f":smb,host=127.0.0.1,port={port},user=benchguest:guest", str(mountpoint),
+        "--config", "/notfound", "--vfs-cache-mode", mode, "--cache-dir", str(work / f"rclone-cache-{mode}")],
+        mountpoint, mountpoint)
+
+
+def smbnetfs(work, port):
+    home = work / "smbnetfs-home"
+    (home / ".smb").mkdir(parents=True, exist_ok=True)
+    (home / ".smb" / "smb.conf").write_text("")
+    config = home / ".smb" / "smbnetfs.conf"
+    config.write_text('auth "benchguest" "guest"\n')
+    config.chmod(0o600)
+    mountpoint = work / "smbnetfs"
+    env = {**os.environ, "HOME": str(home)}
+    return FuseProcess("smbnetfs", ["smbnetfs", str(mountpoint), "-f", "-o", "big_writes,max_write=131072"],
+                       mountpoint, mountpoint / f"127.0.0.1:{port}" / "guest", env=env)
+
+
+# MARK: workloads, each on a directory, each answering (value, unit)
+
+def seed(directory, repeat=200):
+    path = directory / "seed.cmd"
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fd = os.open(path, os.O_RDONLY)
+        os.read(fd, 2048)
+        os.close(fd)
+    return repeat / (time.perf_counter() - start)
+
+
+def openclose(directory, repeat=500):
+    names = [directory / "oc" / f"f{n}" for n in range(50)]
+    start = time.perf_counter()
+    for index in range(repeat):
+        os.close(os.open(names[index % 50], os.O_RDONLY))
+    return repeat / (time.perf_counter() - start)
+
+
+def seqread(directory):
+    drop_caches()
+    start = time.perf_counter()
+    with open(directory / "big.bin", "rb", buffering=0) as f:
+        while f.read(MiB):
+            pass
+    return 256 / (time.perf_counter() - start)
+
+
+def seqwrite(directory, sync=False):
+    block = os.urandom(MiB)
+    target = directory / f"written-{os.getpid()}-{time.monotonic_ns()}.bin"
+    start = time.perf_counter()
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    for _ in range(256):
+        os.write(fd, block)
+    if sync:
+        os.fsync(fd)
+    os.close(fd)
+    elapsed = time.perf_counter() - start
+    os.unlink(target)
+    return 256 / elapsed
+
+
+def tree(directory):
+    drop_caches()
+    start = time.perf_counter()
+    count = 0
+    for folder, _, files in os.walk(directory / "tree"):
+        for name in files:
+            os.stat(os.path.join(folder, name))
+            count += 1
+    assert count == 2000, count
+    return time.perf_counter() - start
+
+
+def parallel(directory):
+    read, write = os.pipe()
+    children = []
+    start = time.perf_counter()
+    for n in range(4):
+        pid = os.fork()
+        if pid == 0:
+            path = directory / f"par{n}.cmd"
+            for _ in range(200):
+                fd = os.open(path, os.O_RDONLY)
+                os.read(fd, 2048)
+                os.close(fd)
+            os._exit(0)
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
+    return 800 / (time.perf_counter() - start)
+
+
+WORKLOADS = {
+    "seed": (seed, "ops/s", True),
+    "openclose": (openclose, "ops/s", True),
+    "seqread": (seqread, "MB/s", True),
+    "seqwrite": (seqwrite, "MB/s", True),
+    "seqwrite+fsync": (lambda d: seqwrite(d, sync=True), "MB/s", True),
+    "tree": (tree, "s", False),
+    "parallel": (parallel, "ops/s", True),
+}
+
+
+def prepare(share):
+    """The files every workload reads, put on the share itself."""
+    (share / "seed.cmd").write_bytes(b"@echo off\r\n" * 200)
+    for n in range(4):
+        (share / f"par{n}.cmd").write_bytes(b"rem\r\n" * 400)
+    (share / "oc").mkdir(exist_ok=True)
+    for n in range(50):
+        (share / "oc" / f"f{n}").write_bytes(b"x")
+    with open(share / "big.bin", "wb") as f:
+        for _ in range(256):
+            f.write(os.urandom(MiB))
+    for d in range(20):
+        folder = share / "tree" / f"d{d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for n in range(100):
+            (folder / f"f{n}").write_bytes(b"t")
+    for path in share.rglob("*"):
+        path.chmod(0o777 if path.is_dir() else 0o666)
+
+
+def measure(system, workloads, repeats):
+    results = {}
+    for name in workloads:
+        function, unit, _ = WORKLOADS[name]
+        values = []
+        for _ in range(repeats):
+            try:
+                values.append(function(system.path))
+            except Exception as error:  # a peer that cannot do a workload says so in the table
+                print(f"  {system.name} {name}: {error}", file=sys.stderr)
+                values = []
+                break
+        results[name] = {"unit": unit, "values": values, "median": statistics.median(values) if values else None}
+        shown = f"{results[name]['median']:.3g}" if values else "failed"
+        print(f"  {system.name:18} {name:15} {shown} {unit}", file=sys.stderr, flush=True)
+    return results
+
+
+def delete_after_use(netuse, repeats):
+    script = netuse.path / "login.sh"
+    script.write_text("for i in 1 2 3 4 5 6 7 8 9 10; do cat seed.cmd > /dev/null; done\n")
+    times = []
+    for _ in range(repeats):
+        subprocess.run(["bash", "-c", f"cd {netuse.path} && bash ./login.sh && cd /"], check=True)
+        start = time.perf_counter()
+        netuse.delete()
+        times.append((time.perf_counter() - start) * 1000)
+        netuse.use()
+    return {"unit": "ms", "values": times, "median": statistics.median(times)}
+
+
+def rss_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def memory(work):
+    share = work / "memory-share"
+    share.mkdir()
+    for n in range(100):
+        (share / f"f{n}").write_bytes(b"m")
+    netuse = Netuse(work, str(share), label="memory")
+    try:
+        time.sleep(0.5)
+        idle = rss_kib(netuse.process.pid)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 20000), max(hard, 20000)))
+        held = [os.open(netuse.path / f"f{n % 100}", os.O_RDONLY) for n in range(10000)]
+        with_handles = rss_kib(netuse.process.pid)
+        for fd in held:
+            os.close(fd)
+        time.sleep(0.5)
+        for n in range(100):
+            os.close(os.open(netuse.path / f"f{n}", os.O_WRONLY))  # another access mode: more ServerOpens
+        time.sleep(0.2)
+        deferred_full = rss_kib(netuse.process.pid)
+        return {"idle_kib": idle, "with_10000_handles_kib": with_handles, "deferred_list_full_kib": deferred_full,
+                "per_handle_bytes": (with_handles - idle) * 1024 / 10000}
+    finally:
+        netuse.stop()
+
+
+def local_limit(work, workloads, repeats):
+    """The local share against the FUSE limit: netuse, bindfs (C passthrough), the directory."""
+    plain = work / "local-share"
+    plain.mkdir()
+    prepare(plain)
+
+    class Plain:
+        name = "plain directory"
+        path = plain
+
+        def stop(self):
+            pass
+
+    systems = [Plain()]
+    results = {}
+    try:
+        systems.append(Netuse(work, str(plain), label="netuse-local"))
+        systems.append(FuseProcess("bindfs", ["bindfs", "-f", str(plain), str(work / "bindfs")], work / "bindfs", work / "bindfs"))
+        for system in systems:
+            results[system.name] = measure(system, workloads, repeats)
+    finally:
+        for system in systems:
+            system.stop()
+    return results
+
+
+def table(rows, peers, title):
+    lines = [title, ""]
+    header = ["workload", "netuse"] + [f"vs {peer}" for peer in peers]
+    body = []
+    for workload, figures in rows.items():
+        ours = figures.get("netuse", {}).get("median")
+        unit = figures.get("netuse", {}).get("unit", "")
+        cells = [workload, f"{ours:.3g} {unit}" if ours is not None else "-"]
+        higher_is_better = WORKLOADS.get(workload, (None, None, False))[2]
+        for peer in peers:
+            theirs = figures.get(peer, {}).get("median")
+            if ours is None or theirs in (None, 0):
+                cells.append("-")
+            else:
+                ratio = ours / theirs if higher_is_better else theirs / ours
+                cells.append(f"{ratio:.2f}x ({theirs:.3g})")
+        body.append(cells)
+    widths = [max(len(row[i]) for row in [header] + body) for i in range(len(header))]
+    for row in [header] + body:
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rtt", type=float, nargs="+", default=[0, 2], help="round trips to emulate, ms")
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS))
+    parser.add_argument("--output", default=str(REPO / "bench-results"))
+    arguments = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("make bench mounts filesystems and drops caches: run it as root")
+
+    work = Path(tempfile.mkdtemp(prefix="netuse-bench-", dir="/tmp"))
+    work.chmod(0o755)
+    (work / "smbd").mkdir()
+    (work / "smbd").chmod(0o755)
+    samba = Samba(work / "smbd")
+    report = {"machine": {"cores": os.cpu_count(), "kernel": os.uname().release}, "runs": {}}
+    texts = []
+    try:
+        prepare(samba.base / "guest")
+        for rtt in arguments.rtt:
+            proxy = LatencyProxy(samba.port, rtt / 2) if rtt > 0 else None
+            port = proxy.port if proxy else samba.port
+            print(f"== {rtt} ms round trip", file=sys.stderr, flush=True)
+            systems, rows = [], {}
+            try:
+                for make in (lambda: Netuse(work, f"smb://127.0.0.1:{port}/guest", label=f"netuse-{rtt}"),
+                             lambda: rclone(work, port, "off"), lambda: rclone(work, port, "full"),
+                             lambda: smbnetfs(work, port)):
+                    try:
+                        systems.append(make())
+                    except Exception as error:
+                        print(f"  a peer did not mount: {error}", file=sys.stderr)
+                for system in systems:
+                    label = "netuse" if system.name.startswith("netuse") else system.name
+                    for workload, figures in measure(system, arguments.workloads, arguments.repeats).items():
+                        rows.setdefault(workload, {})[label] = figures
+                netuse = next(s for s in systems if s.name.startswith("netuse"))
+                rows["delete-after-use"] = {"netuse": delete_after_use(netuse, arguments.repeats)}
+            finally:
+                for system in systems:
+                    system.stop()
+                if proxy:
+                    proxy.stop()
+            report["runs"][f"{rtt}ms"] = rows
+            texts.append(table(rows, ["rclone off", "rclone full", "smbnetfs"], f"SMB share, {rtt} ms round trip"))
+        local = local_limit(work, ["seqread", "seqwrite", "openclose"], arguments.repeats)
+        rows = {w: {("netuse" if name == "netuse-local" else name): local[name][w] for name in local}
+                for w in ["seqread", "seqwrite", "openclose"]}
+        report["local"] = rows
+        texts.append(table(rows, ["bindfs", "plain directory"], "Local share against the FUSE limit"))
+        report["memory"] = memory(work)
+        texts.append("Memory (netused RSS): " + ", ".join(f"{k} {v:.0f}" for k, v in report["memory"].items()))
+    finally:
+        samba.stop()
+        for mountpoint in fuse_mounts_under(work):
+            subprocess.run(["umount", "-l", mountpoint], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    output = Path(arguments.output)
+    output.mkdir(exist_ok=True)
+    (output / "results.json").write_text(json.dumps(report, indent=2))
+    text = "\n\n".join(texts)
+    (output / "results.txt").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
