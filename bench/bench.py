@@ -220,6 +220,7 @@ WORKLOADS = {
 def prepare(share):
     """The files every workload reads, put on the share itself."""
     (share / "seed.cmd").write_bytes(b"@echo off\r\n" * 200)
+    (share / "login.sh").write_text("for i in 1 2 3 4 5 6 7 8 9 10; do cat seed.cmd > /dev/null; done\n")
     for n in range(4):
         (share / f"par{n}.cmd").write_bytes(b"rem\r\n" * 400)
     (share / "oc").mkdir(exist_ok=True)
@@ -256,8 +257,6 @@ def measure(system, workloads, repeats):
 
 
 def delete_after_use(netuse, repeats):
-    script = netuse.path / "login.sh"
-    script.write_text("for i in 1 2 3 4 5 6 7 8 9 10; do cat seed.cmd > /dev/null; done\n")
     times = []
     for _ in range(repeats):
         subprocess.run(["bash", "-c", f"cd {netuse.path} && bash ./login.sh && cd /"], check=True)
