@@ -3,18 +3,6 @@ import Glibc
 
 /// The few Unix stream socket calls the control channel needs, with errors as `Errno`.
 public enum UnixSocket {
-    public struct Peer: Sendable {
-        public let pid: pid_t
-        public let uid: uid_t
-        public let gid: gid_t
-
-        public init(pid: pid_t, uid: uid_t, gid: gid_t) {
-            self.pid = pid
-            self.uid = uid
-            self.gid = gid
-        }
-    }
-
     public static func listen(path: String, mode: mode_t, backlog: Int32 = 128) throws(Errno) -> Int32 {
         let fd = try systemCall { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         do {
@@ -49,10 +37,10 @@ public enum UnixSocket {
         return fd
     }
 
-    public static func peer(of fd: Int32) throws(Errno) -> Peer {
+    public static func peer(of fd: Int32) throws(Errno) -> Caller {
         var pid: pid_t = 0, uid: uid_t = 0, gid: gid_t = 0
         _ = try systemCall { netuse_peer_credentials(fd, &pid, &uid, &gid) }
-        return Peer(pid: pid, uid: uid, gid: gid)
+        return Caller(uid: uid, gid: gid, pid: pid)
     }
 
     /// Writes every byte; MSG_NOSIGNAL so a client that hung up costs an EPIPE, not the daemon.

@@ -69,7 +69,7 @@ final class ControlServer: Sendable {
         }
     }
 
-    func handle(_ line: [UInt8], from peer: UnixSocket.Peer) -> ControlResponse {
+    func handle(_ line: [UInt8], from peer: Caller) -> ControlResponse {
         do throws(NetError) {
             switch try ControlOperation(line: line) {
             case .use(let request):

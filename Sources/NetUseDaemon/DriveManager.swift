@@ -49,7 +49,7 @@ final class DriveManager: Sendable {
 
     // MARK: use
 
-    func use(_ request: UseRequest, caller: UnixSocket.Peer) throws(NetError) -> DriveStatus {
+    func use(_ request: UseRequest, caller: Caller) throws(NetError) -> DriveStatus {
         var record: DriveRecord?
         if request.persistent {
             guard store != nil else { throw NetError(.invalidParameter, detail: ["This instance keeps no state: nothing can be persistent."]) }
@@ -79,8 +79,7 @@ final class DriveManager: Sendable {
 
     /// Mounts a share at a letter the caller has reserved.
     private func connect(_ letter: DriveLetter, _ remote: Remote, settings: DriveOptions, credentials: Credentials,
-                         owner caller: UnixSocket.Peer) throws(NetError) -> Drive {
-        let owner = Caller(uid: caller.uid, gid: caller.gid, pid: caller.pid)
+                         owner: Caller) throws(NetError) -> Drive {
         let backend: any ShareBackend
         switch remote {
         case .local(let path):
@@ -99,7 +98,7 @@ final class DriveManager: Sendable {
         }
         // The system instance lets every user reach the mount, and serves only the owner (and root).
         let shared = geteuid() == 0
-        let redirector = Redirector(backend: backend, options: settings.cache, admittedUID: shared ? caller.uid : nil)
+        let redirector = Redirector(backend: backend, options: settings.cache, admittedUID: shared ? owner.uid : nil)
         let mount: FUSEMount
         do {
             mount = try FUSEMount(redirector: redirector, mountpoint: mountpoint,
@@ -110,8 +109,8 @@ final class DriveManager: Sendable {
             throw NetError(.deviceNotFunctioning, detail: ["Cannot mount \(mountpoint): \(error)."])
         }
         MountTable.setReadAhead(mountpoint, kibibytes: settings.readAheadKiB)
-        Log.info("\(letter) connected to \(remote) at \(mountpoint) for uid \(caller.uid)")
-        return Drive(letter: letter, remote: remote, owner: caller.uid, account: credentials.user,
+        Log.info("\(letter) connected to \(remote) at \(mountpoint) for uid \(owner.uid)")
+        return Drive(letter: letter, remote: remote, owner: owner.uid, account: credentials.user,
                      redirector: redirector, mount: mount)
     }
 
@@ -151,7 +150,7 @@ final class DriveManager: Sendable {
                 credentials = Credentials(account: read.user ?? record.user ?? "", password: read.password ?? "",
                                           domain: read.domain ?? record.domain)
             }
-            let owner = UnixSocket.Peer(pid: 0, uid: record.owner, gid: record.ownerGroup)
+            let owner = Caller(uid: record.owner, gid: record.ownerGroup, pid: 0)
             let drive = try connect(letter, remote, settings: settings, credentials: credentials, owner: owner)
             let kept = state.withLock { state -> Bool in
                 // Deleted meanwhile: the record is gone, and so must the drive be.
@@ -194,7 +193,7 @@ final class DriveManager: Sendable {
     // MARK: delete
 
     /// DESIGN.md's delete rules. Returns how many deferred ServerOpens were flushed.
-    func delete(_ letter: DriveLetter, force: Bool, wait: Duration, caller: UnixSocket.Peer) throws(NetError) -> Int {
+    func delete(_ letter: DriveLetter, force: Bool, wait: Duration, caller: Caller) throws(NetError) -> Int {
         if try forgetUnavailable(letter, caller: caller) { return 0 }
         let drive = try state.withLock { (state) throws(NetError) -> Drive in
             guard let drive = state.drives[letter] else { throw NetError(.useNotFound, detail: ["\(letter) is not connected."]) }
@@ -242,7 +241,7 @@ final class DriveManager: Sendable {
     }
 
     /// Deleting an Unavailable drive only forgets its record. True when that was the case.
-    private func forgetUnavailable(_ letter: DriveLetter, caller: UnixSocket.Peer) throws(NetError) -> Bool {
+    private func forgetUnavailable(_ letter: DriveLetter, caller: Caller) throws(NetError) -> Bool {
         let forgotten = try state.withLock { (state) throws(NetError) -> Bool in
             guard state.unavailable.contains(letter), let record = state.records[letter] else { return false }
             guard caller.uid == 0 || caller.uid == record.owner else {
@@ -305,7 +304,7 @@ final class DriveManager: Sendable {
     // MARK: list and refs
 
     /// The caller's drives; root's `--all` shows everyone's.
-    func list(caller: UnixSocket.Peer, all: Bool) throws(NetError) -> ([DriveStatus], String?) {
+    func list(caller: Caller, all: Bool) throws(NetError) -> ([DriveStatus], String?) {
         if all && caller.uid != 0 { throw NetError(.accessDenied, detail: ["Only root may list every user's drives."]) }
         let (mounted, waiting, notice) = state.withLock { state in
             (state.drives.values.map { ($0, state.deleting.contains($0.letter)) },
@@ -322,7 +321,7 @@ final class DriveManager: Sendable {
         return (statuses.sorted { $0.letter < $1.letter }, notice)
     }
 
-    func references(_ letter: DriveLetter, caller: UnixSocket.Peer) throws(NetError) -> DriveReferences {
+    func references(_ letter: DriveLetter, caller: Caller) throws(NetError) -> DriveReferences {
         let drive = try state.withLock { (state) throws(NetError) -> Drive in
             guard let drive = state.drives[letter] else { throw NetError(.useNotFound, detail: ["\(letter) is not connected."]) }
             guard drive.allows(caller.uid) else { throw NetError(.accessDenied, detail: ["\(letter) belongs to uid \(drive.owner)."]) }

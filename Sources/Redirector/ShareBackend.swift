@@ -1,19 +1,6 @@
 import Glibc
 import NetUseCore
 
-/// Who asked for an operation, as the kernel tells the FUSE session.
-public struct Caller: Sendable, Equatable {
-    public let uid: uid_t
-    public let gid: gid_t
-    public let pid: pid_t
-
-    public init(uid: uid_t, gid: gid_t, pid: pid_t) {
-        self.uid = uid
-        self.gid = gid
-        self.pid = pid
-    }
-}
-
 /// One handle open on the share; what it means belongs to the backend (a descriptor, an SMB fid).
 public struct BackendHandle: Hashable, Sendable {
     public let rawValue: Int64
