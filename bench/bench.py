@@ -352,7 +352,7 @@ def table(rows, peers, title):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--rtt", type=float, nargs="+", default=[0, 2], help="round trips to emulate, ms")
+    parser.add_argument("--rtt", type=float, nargs="*", default=[0, 2], help="round trips to emulate, ms (none: local share only)")
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS))
     parser.add_argument("--output", default=str(REPO / "bench-results"))
     arguments = parser.parse_args()
