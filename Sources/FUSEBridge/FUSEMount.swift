@@ -13,9 +13,6 @@ public final class FUSEMount: @unchecked Sendable {
     private let context: Unmanaged<Redirector>
     private let loop: SystemThread
 
-    /// How long the kernel may trust attributes and names without asking again.
-    static let cacheTimeout = 1.0
-
     public init(redirector: Redirector, mountpoint: String, fileSystemName: String, allowOther: Bool) throws(Errno) {
         self.mountpoint = mountpoint
         // Commas separate mount options; libfuse's option parser takes "\," for a literal one.

@@ -100,7 +100,7 @@ enum FUSEOperations {
                     parent: parent, name: String(cString: name!), flags: info!.pointee.flags, mode: mode, caller: caller(request!))
                 info!.pointee.fh = handle
                 info!.pointee.noflush = 1
-                var parameters = entryParameters(entry)
+                var parameters = entryParameters(entry, timeout: drive.kernelTimeout)
                 fuse_reply_create(request, &parameters, info)
             } catch {
                 fuse_reply_err(request, code(error))
@@ -201,19 +201,27 @@ private func caller(_ request: fuse_req_t) -> Caller {
     return Caller(uid: context.uid, gid: context.gid, pid: context.pid)
 }
 
-private func entryParameters(_ entry: Redirector.Entry) -> fuse_entry_param {
+private func entryParameters(_ entry: Redirector.Entry, timeout: Double) -> fuse_entry_param {
     var parameters = fuse_entry_param()
     parameters.ino = entry.node
     parameters.attr = entry.attributes
-    parameters.attr_timeout = FUSEMount.cacheTimeout
-    parameters.entry_timeout = FUSEMount.cacheTimeout
+    parameters.attr_timeout = timeout
+    parameters.entry_timeout = timeout
     return parameters
+}
+
+extension Redirector {
+    /// How long the kernel may trust attributes and names without asking again.
+    var kernelTimeout: Double {
+        let (seconds, attoseconds) = attributeTimeout.components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
 }
 
 private func entryReply(_ request: fuse_req_t, _ body: (Redirector) throws -> Redirector.Entry) {
     guard let drive = admitted(request) else { return }
     do {
-        var parameters = entryParameters(try body(drive))
+        var parameters = entryParameters(try body(drive), timeout: drive.kernelTimeout)
         fuse_reply_entry(request, &parameters)
     } catch {
         fuse_reply_err(request, code(error))
@@ -224,7 +232,7 @@ private func attributesReply(_ request: fuse_req_t, _ body: (Redirector) throws 
     guard let drive = admitted(request) else { return }
     do {
         var attributes = try body(drive)
-        fuse_reply_attr(request, &attributes, FUSEMount.cacheTimeout)
+        fuse_reply_attr(request, &attributes, drive.kernelTimeout)
     } catch {
         fuse_reply_err(request, code(error))
     }
@@ -288,7 +296,8 @@ private func readDirectory(_ request: fuse_req_t, node: UInt64, size: Int, offse
                 parameters.attr.st_mode = entry.attributes.st_mode
             } else {
                 parameters = entryParameters(Redirector.Entry(
-                    node: redirector.remember(parent: node, name: entry.name), attributes: entry.attributes))
+                    node: redirector.remember(parent: node, name: entry.name, attributes: entry.attributes),
+                    attributes: entry.attributes), timeout: redirector.kernelTimeout)
             }
             added = fuse_add_direntry_plus(request, buffer + used, size - used, entry.name, &parameters, next)
         } else {

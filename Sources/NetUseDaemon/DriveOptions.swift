@@ -21,6 +21,11 @@ struct DriveOptions {
                     throw NetError(.invalidParameter, detail: ["timeout takes 0.1 to 3600 seconds, not '\(value)'."])
                 }
                 result.timeout = .milliseconds(Int64(seconds * 1000))
+            case "actimeo":
+                guard let seconds = Double(value), seconds >= 0, seconds <= 3600 else {
+                    throw NetError(.invalidParameter, detail: ["actimeo takes 0 to 3600 seconds, not '\(value)'."])
+                }
+                result.cache.attributeTimeout = .milliseconds(Int64(seconds * 1000))
             case "readahead":
                 guard let kibibytes = Int(value), (0...65536).contains(kibibytes) else {
                     throw NetError(.invalidParameter, detail: ["readahead takes 0 to 65536 KiB, not '\(value)'."])

@@ -14,6 +14,10 @@ struct NodeTable {
         var lookups: UInt64
         /// False once unlinked or replaced: the node lives on for open handles, not by name.
         var attached: Bool
+        /// What the share last said of the node, and when: the kernel trusts the same
+        /// answer for the attribute timeout, and so may an open.
+        var attributes: stat? = nil
+        var fetched: Duration = .zero
     }
 
     private struct Key: Hashable {
@@ -71,6 +75,18 @@ struct NodeTable {
         nodes[id] = nil
         let key = Key(parent: node.parent, name: node.name)
         if node.attached, byName[key] == id { byName[key] = nil }
+    }
+
+    mutating func record(_ attributes: stat, of id: UInt64, at now: Duration) {
+        guard nodes[id] != nil else { return }
+        nodes[id]!.attributes = attributes
+        nodes[id]!.fetched = now
+    }
+
+    /// The node's attributes if the share gave them within `window` of `now`.
+    func attributes(of id: UInt64, at now: Duration, within window: Duration) -> stat? {
+        guard let node = nodes[id], let attributes = node.attributes, now - node.fetched < window else { return nil }
+        return attributes
     }
 
     /// After an unlink or rmdir: the name is gone, the node stays until forgotten.

@@ -15,6 +15,9 @@ public final class Redirector: Sendable {
         public var closeTimeout: Duration = .seconds(5)
         /// How many ServerOpens may wait on the deferred list; past it the oldest is closed.
         public var deferredLimit = 64
+        /// How long attributes from the share are trusted, by the kernel and by an open that
+        /// revalidates a cached handle (mount.cifs's actimeo).
+        public var attributeTimeout: Duration = .seconds(1)
 
         public init() {}
     }
@@ -36,6 +39,7 @@ public final class Redirector: Sendable {
     }
 
     public let backend: any ShareBackend
+    public let attributeTimeout: Duration
     private let clock: @Sendable () -> Duration
     private let nodes = Mutex(NodeTable())
     private let handles: Mutex<FCBTable>
@@ -51,6 +55,7 @@ public final class Redirector: Sendable {
                 clock: @escaping @Sendable () -> Duration = MonotonicClock.now) {
         self.backend = backend
         self.admittedUID = admittedUID
+        attributeTimeout = options.attributeTimeout
         self.clock = clock
         handles = Mutex(FCBTable(closeTimeout: options.closeTimeout, deferredLimit: options.deferredLimit))
     }
@@ -72,12 +77,24 @@ public final class Redirector: Sendable {
     public func lookup(parent: UInt64, name: String) throws(Errno) -> Entry {
         let path = try path(of: parent, name)
         let attributes = try backend.attributes(of: path)
-        return Entry(node: remember(parent: parent, name: name), attributes: attributes)
+        return Entry(node: remember(parent: parent, name: name, attributes: attributes), attributes: attributes)
     }
 
-    /// Counts a reference the kernel takes without a LOOKUP (READDIRPLUS entries).
-    public func remember(parent: UInt64, name: String) -> UInt64 {
-        nodes.withLock { $0.remember(parent: parent, name: name) }
+    /// Counts a reference the kernel takes, with the attributes it is told (READDIRPLUS
+    /// entries come without a LOOKUP).
+    public func remember(parent: UInt64, name: String, attributes: stat? = nil) -> UInt64 {
+        let now = clock()
+        return nodes.withLock { table in
+            let node = table.remember(parent: parent, name: name)
+            if let attributes { table.record(attributes, of: node, at: now) }
+            return node
+        }
+    }
+
+    private func record(_ attributes: stat, of node: UInt64) -> stat {
+        let now = clock()
+        nodes.withLock { $0.record(attributes, of: node, at: now) }
+        return attributes
     }
 
     public func forget(_ node: UInt64, count: UInt64) {
@@ -86,8 +103,8 @@ public final class Redirector: Sendable {
 
     public func attributes(of node: UInt64, handle: UInt64?) throws(Errno) -> stat {
         let (path, open) = try target(node, handle: handle)
-        if let open { return try backend.attributes(of: open) }
-        return try backend.attributes(of: path)
+        if let open { return record(try backend.attributes(of: open), of: node) }
+        return record(try backend.attributes(of: path), of: node)
     }
 
     public func setAttributes(_ changes: AttributeChanges, of node: UInt64, handle: UInt64?) throws(Errno) -> stat {
@@ -95,7 +112,7 @@ public final class Redirector: Sendable {
         if changes.size != nil, !path.isEmpty {
             close(handles.withLock { $0.discardDeferred(at: path, subtree: false) })
         }
-        return try backend.setAttributes(changes, of: path, handle: open)
+        return record(try backend.setAttributes(changes, of: path, handle: open), of: node)
     }
 
     /// Where a GETATTR or SETATTR goes: the handle the kernel named, else the path, else
@@ -223,8 +240,16 @@ public final class Redirector: Sendable {
         if flags & O_TRUNC != 0 {
             close(handles.withLock { $0.discardDeferred(at: path, subtree: false) })
         } else if handles.withLock({ $0.mayCollapse(path: path, kind: kind) }) {
-            let current = try backend.attributes(of: path)
+            // Within the attribute timeout the kernel trusts what the share last said of the
+            // file; so does the revalidation, which saves the round trip of a stat.
             let now = clock()
+            let cached = nodes.withLock { $0.attributes(of: node, at: now, within: attributeTimeout) }
+            let current: stat
+            if let cached {
+                current = cached
+            } else {
+                current = record(try backend.attributes(of: path), of: node)
+            }
             let collapsed = handles.withLock {
                 $0.collapse(path: path, kind: kind, current: current, node: node, opener: caller, now: now)
             }

@@ -19,6 +19,8 @@ final class FakeShare: ShareBackend {
         var nextHandle: Int64 = 100
         var nextInode: UInt64 = 10
         var events: [String] = []
+        /// Stats by path: the round trips a revalidation costs.
+        var stats = 0
     }
 
     private let state = Mutex(State())
@@ -30,6 +32,7 @@ final class FakeShare: ShareBackend {
     }
 
     var events: [String] { state.withLock { $0.events } }
+    var statCount: Int { state.withLock { $0.stats } }
     var openCount: Int { state.withLock { $0.events.filter { $0.hasPrefix("open ") || $0.hasPrefix("create ") }.count } }
     var openHandles: Int { state.withLock { $0.handles.count } }
 
@@ -57,7 +60,10 @@ final class FakeShare: ShareBackend {
 
     func attributes(of path: String) throws(Errno) -> stat {
         if path.isEmpty { return attributes(File(inode: 1, size: 0, mtime: 0, directory: true)) }
-        guard let file = state.withLock({ $0.files[path] }) else { throw Errno(ENOENT) }
+        guard let file = state.withLock({ state -> File? in
+            state.stats += 1
+            return state.files[path]
+        }) else { throw Errno(ENOENT) }
         return attributes(file)
     }
 

@@ -204,10 +204,29 @@ import Testing
         #expect(unchanged.keepCache)
         redirector.release(unchanged.handle)
         share.put("f", size: 12, mtime: 2, newInode: false)  // written in place by someone else
+        // Within the attribute timeout an open trusts what the share said last, as the kernel does.
+        let trusted = try redirector.open(f, flags: O_RDONLY, caller: caller)
+        #expect(trusted.keepCache)
+        redirector.release(trusted.handle)
+        clock.advance(.milliseconds(1100))
         let changed = try redirector.open(f, flags: O_RDONLY, caller: caller)
         #expect(!changed.keepCache)
         #expect(share.openCount == 1, "same file: the deferred handle still serves")
         redirector.release(changed.handle)
+    }
+
+    @Test func anOpenWithinTheAttributeTimeoutAsksTheShareNothing() throws {
+        share.put("batch.cmd")
+        try touch("batch.cmd")
+        let node = try node("batch.cmd")
+        share.clearEvents()
+        let stats = share.statCount
+        for _ in 0..<10 { redirector.release(try redirector.open(node, flags: O_RDONLY, caller: caller).handle) }
+        #expect(share.events.isEmpty && share.statCount == stats)
+        #expect(redirector.counters.revived == 10)
+        clock.advance(.milliseconds(1100))
+        redirector.release(try redirector.open(node, flags: O_RDONLY, caller: caller).handle)
+        #expect(share.statCount == stats + 1, "past the timeout the open asks again")
     }
 
     @Test func aReplacedFileIsNotServedByTheOldHandle() throws {
