@@ -286,13 +286,9 @@ final class DriveManager: Sendable {
     /// `net use /d /y`: the mount leaves the tree at once, every handle on the share is
     /// closed, and what processes still hold answers EIO until they let go.
     private func forceOff(_ drive: Drive) -> Int {
-        let held = drive.redirector.liveHandles.map(\.node)
         let closed = drive.redirector.openHandleCount + drive.redirector.deferredCount
-        drive.redirector.revoke()
-        drive.mount.invalidate(nodes: held)
-        MountTable.detach(drive.mount.mountpoint)
+        revokeAndDetach(drive)
         state.withLock { _ = $0.drives.removeValue(forKey: drive.letter) }
-        rmdir(drive.mount.mountpoint)
         // The session ends when the last process lets go of the detached mount.
         SystemThread.detach {
             drive.mount.close()
@@ -351,16 +347,22 @@ final class DriveManager: Sendable {
                 // Busy: detach it lazily; what processes still hold fails from now on, and
                 // the kernel ends the session when the daemon exits. Writes went through
                 // as they came: nothing is lost.
-                let held = drive.redirector.liveHandles.map(\.node)
-                drive.redirector.revoke()
-                drive.mount.invalidate(nodes: held)
-                MountTable.detach(drive.mount.mountpoint)
+                revokeAndDetach(drive)
                 drive.mount.abandon()
                 drive.redirector.disconnect()
-                rmdir(drive.mount.mountpoint)
                 Log.warning("\(drive.letter) was busy and is detached: \(error)")
             }
         }
+    }
+
+    /// Every request from now on fails with EIO, the kernel drops what it cached of the
+    /// files still held (so reads reach the daemon and fail too), and the mount leaves the tree.
+    private func revokeAndDetach(_ drive: Drive) {
+        let held = drive.redirector.liveHandles.map(\.node)
+        drive.redirector.revoke()
+        drive.mount.invalidate(nodes: held)
+        MountTable.detach(drive.mount.mountpoint)
+        rmdir(drive.mount.mountpoint)
     }
 
     /// After a successful unmount: the loop has ended or is ending; let go of everything.

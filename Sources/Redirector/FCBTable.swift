@@ -71,7 +71,7 @@ struct FCBTable {
             counters.collapsed += 1
         }
         counters.opens += 1
-        return (attach(chosen.id, node: node, opener: opener, now: now), keepCache, retired)
+        return (attach(chosen.id, node: node, opener: opener), keepCache, retired)
     }
 
     /// Records a ServerOpen the share just opened, with its first FileHandle.
@@ -94,7 +94,7 @@ struct FCBTable {
         fcbs[fcbID]!.serverOpens.append(id)
         counters.opens += 1
         counters.backendOpens += 1
-        return (attach(id, node: node, opener: opener, now: now), keepCache)
+        return (attach(id, node: node, opener: opener), keepCache)
     }
 
     // MARK: closing
@@ -212,11 +212,11 @@ struct FCBTable {
         return nextID
     }
 
-    private mutating func attach(_ serverOpen: UInt64, node: UInt64, opener: Caller, now: Duration) -> UInt64 {
+    private mutating func attach(_ serverOpen: UInt64, node: UInt64, opener: Caller) -> UInt64 {
         serverOpens[serverOpen]!.references += 1
         let id = makeID()
         handles[id] = FileHandle(node: node, serverOpen: serverOpen, backend: serverOpens[serverOpen]!.backend,
-                                 opener: opener, openedAt: now)
+                                 opener: opener)
         return id
     }
 

@@ -8,5 +8,4 @@ public struct FileHandle: Sendable {
     let backend: BackendHandle
     /// Who opened it; the active-process check and `refs` report these.
     public let opener: Caller
-    let openedAt: Duration
 }

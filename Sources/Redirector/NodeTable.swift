@@ -29,8 +29,6 @@ struct NodeTable {
     private var byName: [Key: UInt64] = [:]
     private var nextID: UInt64 = rootID + 1
 
-    var count: Int { nodes.count }
-
     /// The node's path on the share; ENOENT once it was unlinked, ESTALE if the kernel
     /// names a node it already forgot.
     func path(of id: UInt64) throws(Errno) -> String {

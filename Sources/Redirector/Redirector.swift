@@ -65,7 +65,6 @@ public final class Redirector: Sendable {
     /// The FileHandles the kernel still holds: the drive's own view of active references.
     public var liveHandles: [FileHandle] { handles.withLock { $0.liveHandles } }
     public var counters: HandleCounters { handles.withLock { $0.counters } }
-    var nodeCount: Int { nodes.withLock { $0.count } }
 
     public var references: References {
         let now = clock()
