@@ -32,6 +32,7 @@ let package = Package(
         ]),
         .testTarget(name: "NetUseCoreTests", dependencies: ["NetUseCore"]),
         .testTarget(name: "RedirectorTests", dependencies: ["Redirector"]),
+        .testTarget(name: "BackendsTests", dependencies: ["Backends"]),
     ],
     swiftLanguageModes: [.v6]
 )

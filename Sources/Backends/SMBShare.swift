@@ -5,28 +5,25 @@ import Synchronization
 
 /// An SMB share, served by a few netuse-smb-worker processes. Path operations go to an
 /// idle worker; an open file stays with the worker that opened it, and is opened again
-/// (without O_CREAT or O_TRUNC) on the worker that replaces a lost one.
+/// (without O_CREAT or O_TRUNC) on the worker that replaces a lost one. Each worker has a
+/// courier for its files' read-ahead and write-behind.
 public final class SMBShare: ShareBackend {
-    private struct OpenFile {
-        let worker: Int
-        var remote: UInt32
-        var generation: Int
-        let path: String
-        let flags: Int32
-    }
-
     private let workers: [SMBWorker]
+    private let couriers: [Courier]
     private let health = SMBHealth()
     /// Files on the share are presented as the drive owner's, as mount.cifs does with uid=/gid=.
     private let owner: (uid: uid_t, gid: gid_t)
-    private let files = Mutex<(table: [Int64: OpenFile], next: Int64)>(([:], 1))
+    private let files = Mutex<(table: [Int64: SMBFile], next: Int64)>(([:], 1))
     private let turn = Atomic<Int>(0)
+    /// Files whose write-behind is sending: when none is, nothing needs settling.
+    private let writing = Atomic<Int>(0)
 
     /// Connects the first worker at once, so that `use` answers 53, 67, 1326 or 5 before
     /// anything is mounted.
     public init(connection: SMBConnection, owner: Caller, workers count: Int) throws(NetError) {
         let health = self.health
         workers = (0..<max(1, count)).map { _ in SMBWorker(connection: connection, health: health) }
+        couriers = workers.map { _ in Courier() }
         self.owner = (owner.uid, owner.gid)
         do {
             try workers[0].withChannel { _ in }
@@ -46,6 +43,7 @@ public final class SMBShare: ShareBackend {
     }
 
     public func disconnect() {
+        couriers.forEach { $0.stop() }
         workers.forEach { $0.shutdown() }
     }
 
@@ -71,34 +69,58 @@ public final class SMBShare: ShareBackend {
         return try workers[start % workers.count].withChannel(body)
     }
 
-    /// An operation on an open file, on its worker, reopening it first if that worker was
-    /// replaced; one more try when the worker is lost on the way.
-    private func onFile<T>(_ handle: BackendHandle, _ body: (SMBWorker.Channel, UInt32) throws(Errno) -> T) throws(Errno) -> T {
+    private func file(_ handle: BackendHandle) throws(Errno) -> SMBFile {
+        guard let file = files.withLock({ $0.table[handle.rawValue] }) else { throw Errno(EBADF) }
+        return file
+    }
+
+    /// The worker of a file's lane: lane 0 is the worker that opened it.
+    private func worker(of file: SMBFile, lane: Int) -> Int {
+        (file.worker + lane) % workers.count
+    }
+
+    /// An operation on an open file, on the worker of `lane`, opening it there first if it
+    /// was not yet (or that worker was replaced); one more try when the worker is lost on
+    /// the way.
+    private func onFile<T>(_ file: SMBFile, lane: Int = 0, _ body: (SMBWorker.Channel, UInt32) throws(Errno) -> T) throws(Errno) -> T {
         do {
-            return try onFileOnce(handle, body)
+            return try onFileOnce(file, lane: lane, body)
         } catch where error.rawValue == EIO && health.current != .connected {
-            return try onFileOnce(handle, body)
+            return try onFileOnce(file, lane: lane, body)
         }
     }
 
-    private func onFileOnce<T>(_ handle: BackendHandle, _ body: (SMBWorker.Channel, UInt32) throws(Errno) -> T) throws(Errno) -> T {
-        guard let open = files.withLock({ $0.table[handle.rawValue] }) else { throw Errno(EBADF) }
-        return try workers[open.worker].withChannel { (channel) throws(Errno) -> T in
-            var remote = open.remote
-            if channel.generation != open.generation {
-                var reply = try channel.request(.open) { message in
-                    message.string(open.path)
-                    message.i32(open.flags & ~(O_CREAT | O_TRUNC | O_EXCL))
-                    message.u32(0)
-                }
-                remote = try reply.u32()
-                files.withLock { files in
-                    files.table[handle.rawValue]?.remote = remote
-                    files.table[handle.rawValue]?.generation = channel.generation
-                }
+    private func onFileOnce<T>(_ file: SMBFile, lane: Int, _ body: (SMBWorker.Channel, UInt32) throws(Errno) -> T) throws(Errno) -> T {
+        let index = worker(of: file, lane: lane)
+        return try workers[index].withChannel { (channel) throws(Errno) -> T in
+            if let open = file.state.withLock({ $0.opens[index] }), open.generation == channel.generation {
+                return try body(channel, open.id)
             }
-            return try body(channel, remote)
+            // Other lanes only read ahead: a second open for writing may be refused where
+            // the first was allowed (a guest that created a file may not open it again to write).
+            let flags = lane == 0 ? file.flags & ~(O_CREAT | O_TRUNC | O_EXCL) : O_RDONLY
+            var reply = try channel.request(.open) { message in
+                message.string(file.path)
+                message.i32(flags)
+                message.u32(0)
+            }
+            let id = try reply.u32()
+            file.state.withLock { $0.opens[index] = SMBFile.RemoteOpen(id: id, generation: channel.generation) }
+            return try body(channel, id)
         }
+    }
+
+    /// Waits until the write-behind of every open file `matching` is on the share, so that
+    /// what the share answers next includes it.
+    private func settle(_ matching: (SMBFile) -> Bool) {
+        guard writing.load(ordering: .acquiring) > 0 else { return }
+        for file in files.withLock({ $0.table.values.filter(matching) }) {
+            file.state.withLock(when: { $0.writeBehind.isIdle }) { _ in }
+        }
+    }
+
+    private func settle(path: String) {
+        settle { $0.path == path }
     }
 
     private func owned(_ attributes: stat) -> stat {
@@ -115,7 +137,8 @@ public final class SMBShare: ShareBackend {
     // MARK: attributes
 
     public func attributes(of path: String) throws(Errno) -> stat {
-        try anyWorker { (channel) throws(Errno) in
+        settle(path: path)
+        return try anyWorker { (channel) throws(Errno) in
             var reply = try channel.request(.attributes) { $0.string(path) }
             return owned(try reply.attributes())
         }
@@ -124,14 +147,15 @@ public final class SMBShare: ShareBackend {
     /// A handle opened write-only may not read its own attributes over SMB (no
     /// FILE_READ_ATTRIBUTES in its access mask): the path answers for it then.
     public func attributes(of handle: BackendHandle) throws(Errno) -> stat {
+        let file = try file(handle)
+        settle(path: file.path)
         do {
-            return try onFile(handle) { (channel, remote) throws(Errno) in
+            return try onFile(file) { (channel, remote) throws(Errno) in
                 var reply = try channel.request(.handleAttributes) { $0.u32(remote) }
                 return owned(try reply.attributes())
             }
         } catch where error.rawValue == EINVAL || error.rawValue == EACCES {
-            guard let path = files.withLock({ $0.table[handle.rawValue]?.path }) else { throw Errno(EBADF) }
-            return try attributes(of: path)
+            return try attributes(of: file.path)
         }
     }
 
@@ -140,9 +164,11 @@ public final class SMBShare: ShareBackend {
         if changes.uid.map({ $0 != owner.uid }) == true || changes.gid.map({ $0 != owner.gid }) == true {
             throw Errno(EPERM)
         }
+        settle(path: path)
         if let size = changes.size {
+            forgetReadAhead(path)
             if let handle {
-                _ = try onFile(handle) { (channel, remote) throws(Errno) in
+                _ = try onFile(try file(handle)) { (channel, remote) throws(Errno) in
                     try channel.request(.handleTruncate) { $0.u32(remote); $0.i64(Int64(size)) }
                 }
             } else {
@@ -177,7 +203,8 @@ public final class SMBShare: ShareBackend {
     }
 
     public func list(_ path: String) throws(Errno) -> [DirectoryEntry] {
-        try anyWorker { (channel) throws(Errno) in
+        settle { _ in true }
+        return try anyWorker { (channel) throws(Errno) in
             var reply = try channel.request(.list) { $0.string(path) }
             let count = try reply.u32()
             var entries: [DirectoryEntry] = []
@@ -206,24 +233,59 @@ public final class SMBShare: ShareBackend {
         let flags = requested & ~(O_APPEND | O_NOCTTY)
         let start = turn.add(1, ordering: .relaxed).newValue
         let index = start % workers.count
-        let (remote, generation) = try workers[index].withChannel { (channel) throws(Errno) in
+        let open = try workers[index].withChannel { (channel) throws(Errno) in
             var reply = try channel.request(.open) { message in
                 message.string(path)
                 message.i32(flags)
                 message.u32(mode)
             }
-            return (try reply.u32(), channel.generation)
+            return SMBFile.RemoteOpen(id: try reply.u32(), generation: channel.generation)
         }
+        let file = SMBFile(worker: index, path: path, flags: flags, open: open, workers: workers.count)
         return files.withLock { files in
             let id = files.next
             files.next += 1
-            files.table[id] = OpenFile(worker: index, remote: remote, generation: generation, path: path, flags: flags)
+            files.table[id] = file
             return BackendHandle(id)
         }
     }
 
+    /// Sequential reads are served from batches read ahead on the file's courier; others
+    /// go to the share as they come.
     public func read(_ handle: BackendHandle, into buffer: UnsafeMutableRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
-        try onFile(handle) { (channel, remote) throws(Errno) in
+        let file = try file(handle)
+        settle(path: file.path)
+        var done = 0
+        while done < buffer.count {
+            let position = offset + off_t(done)
+            let rest = UnsafeMutableRawBufferPointer(rebasing: buffer[done...])
+            let step = file.state.withLock(when: { !$0.readAhead.mustWait(for: position) }) {
+                $0.readAhead.step(at: position, into: rest, now: MonotonicClock.now())
+            }
+            switch step {
+            case .copied(let count, let prefetches):
+                done += count
+                for range in prefetches {
+                    let lane = file.state.withLock { state in
+                        defer { state.turn += 1 }
+                        return state.turn % workers.count
+                    }
+                    couriers[worker(of: file, lane: lane)].send { [self] in _ = try? fetch(file, range, lane: lane) }
+                }
+            case .endOfFile:
+                return done
+            case .fetch(let range):
+                try fetch(file, range, lane: 0)
+            case .direct:
+                let count = try readDirect(file, into: rest, at: position)
+                return done + count
+            }
+        }
+        return done
+    }
+
+    private func readDirect(_ file: SMBFile, into buffer: UnsafeMutableRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
+        try onFile(file) { (channel, remote) throws(Errno) in
             var reply = try channel.request(.read) { message in
                 message.u32(remote)
                 message.i64(Int64(offset))
@@ -236,25 +298,116 @@ public final class SMBShare: ShareBackend {
         }
     }
 
+    /// Reads a batch for the read-ahead; it keeps the received frame, uncopied.
+    private func fetch(_ file: SMBFile, _ range: ReadAhead.Range, lane: Int) throws(Errno) {
+        do throws(Errno) {
+            let bytes = try onFile(file, lane: lane) { (channel, remote) throws(Errno) in
+                var reply = try channel.request(.read) { message in
+                    message.u32(remote)
+                    message.i64(Int64(range.offset))
+                    message.u32(UInt32(range.count))
+                }
+                return try reply.data()
+            }
+            guard bytes.count <= range.count else { throw Errno(EPROTO) }
+            file.state.withLock { $0.readAhead.fetched(bytes, for: range, now: MonotonicClock.now()) }
+        } catch {
+            file.state.withLock { $0.readAhead.fetchEnded(range) }
+            throw error
+        }
+    }
+
+    private func forgetReadAhead(_ path: String) {
+        for file in files.withLock({ $0.table.values.filter { $0.path == path } }) {
+            file.state.withLock { $0.readAhead.forget() }
+        }
+    }
+
+    /// Gathered and sent behind the writer (write-behind), unless the file was opened
+    /// O_SYNC or O_DSYNC. A failure of a batch sent behind is answered by the next write,
+    /// flush or fsync of the file.
     public func write(_ handle: BackendHandle, from buffer: UnsafeRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
-        try onFile(handle) { (channel, remote) throws(Errno) in
-            var reply = try channel.request(.write) { message in
+        let file = try file(handle)
+        forgetReadAhead(file.path)
+        if file.writesThrough {
+            try drain(file)
+            return try writeThrough(file, buffer, at: offset)
+        }
+        let lane = try file.state.withLock(when: { $0.writeBehind.accepts(buffer.count, at: offset) }) { (state) throws(Errno) in
+            if let failure = state.writeBehind.failure {
+                state.writeBehind.failure = nil
+                throw failure
+            }
+            return state.writeBehind.gather(buffer, at: offset)
+        }
+        if let lane {
+            writing.add(1, ordering: .releasing)
+            couriers[worker(of: file, lane: lane)].send { [self] in sendBehind(file, lane: lane) }
+        }
+        return buffer.count
+    }
+
+    private func writeThrough(_ file: SMBFile, _ buffer: UnsafeRawBufferPointer, at offset: off_t, lane: Int = 0) throws(Errno) -> Int {
+        try onFile(file, lane: lane) { (channel, remote) throws(Errno) in
+            var reply = try channel.request(.write, tail: buffer) { message in
                 message.u32(remote)
                 message.i64(Int64(offset))
-                message.data(buffer)
+                message.u32(UInt32(buffer.count))
             }
             return Int(try reply.u32())
         }
     }
 
-    /// libsmbclient writes synchronously: what write answered is on the server.
-    public func sync(_ handle: BackendHandle, dataOnly: Bool) throws(Errno) {}
+    /// A courier's part of write-behind: sends batches on its lane until none is left to take.
+    private func sendBehind(_ file: SMBFile, lane: Int) {
+        var batch = file.state.withLock { $0.writeBehind.takeBatch(lane: lane) }
+        while let (offset, bytes) = batch {
+            do throws(Errno) {
+                let written = try bytes.withUnsafeBytes { bytes in
+                    Result { () throws(Errno) in try writeThrough(file, bytes, at: offset, lane: lane) }
+                }.get()
+                if written != bytes.count { throw Errno(EIO) }
+            } catch {
+                file.state.withLock { $0.writeBehind.failure = $0.writeBehind.failure ?? error }
+            }
+            batch = file.state.withLock { state in
+                state.writeBehind.sent(at: offset)
+                return state.writeBehind.takeBatch(lane: lane)
+            }
+        }
+        writing.subtract(1, ordering: .releasing)
+    }
+
+    /// Waits until the file's write-behind is on the share; answers its first failure.
+    private func drain(_ file: SMBFile) throws(Errno) {
+        try file.state.withLock(when: { $0.writeBehind.isIdle }) { (state) throws(Errno) in
+            if let failure = state.writeBehind.failure {
+                state.writeBehind.failure = nil
+                throw failure
+            }
+        }
+    }
+
+    /// A close(2): what the file's writers wrote is on the share when this returns.
+    public func flush(_ handle: BackendHandle) throws(Errno) {
+        try drain(try file(handle))
+    }
+
+    /// What was written is on the share once the write-behind is (libsmbclient has no
+    /// flush of its own to ask the server for).
+    public func sync(_ handle: BackendHandle, dataOnly: Bool) throws(Errno) {
+        try drain(try file(handle))
+    }
 
     public func close(_ handle: BackendHandle) {
-        guard let open = files.withLock({ $0.table.removeValue(forKey: handle.rawValue) }) else { return }
-        _ = try? workers[open.worker].withChannel { (channel) throws(Errno) in
-            // A file of a replaced worker died with it.
-            if channel.generation == open.generation { _ = try channel.request(.close) { $0.u32(open.remote) } }
+        guard let file = try? file(handle) else { return }
+        try? drain(file)
+        files.withLock { _ = $0.table.removeValue(forKey: handle.rawValue) }
+        for (index, open) in file.state.withLock({ $0.opens }) {
+            _ = try? workers[index].withChannel { (channel) throws(Errno) in
+                // A file of a replaced worker died with it.
+                if channel.generation == open.generation { _ = try channel.request(.close) { $0.u32(open.id) } }
+            }
         }
     }
 
@@ -271,15 +424,18 @@ public final class SMBShare: ShareBackend {
     public func link(_ existing: String, to newPath: String) throws(Errno) { throw Errno(EPERM) }
 
     public func removeDirectory(_ path: String) throws(Errno) {
+        settle { $0.path.hasPrefix(path + "/") }
         try simple(.removeDirectory) { $0.string(path) }
     }
 
     public func unlink(_ path: String) throws(Errno) {
+        settle(path: path)
         try simple(.unlink) { $0.string(path) }
     }
 
     public func rename(_ from: String, to: String, flags: RenameFlags) throws(Errno) {
         if flags.contains(.exchange) { throw Errno(EINVAL) }
+        settle { $0.path == from || $0.path.hasPrefix(from + "/") }
         if flags.contains(.noReplace), (try? attributes(of: to)) != nil { throw Errno(EEXIST) }
         try simple(.rename) { $0.string(from); $0.string(to) }
     }

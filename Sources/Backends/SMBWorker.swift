@@ -97,13 +97,15 @@ final class SMBWorker: Sendable {
 
         /// Sends one request and returns the reader positioned at its results; errno
         /// answers are thrown. A dead or silent worker is EIO (the caller retires it).
-        func request(_ operation: SMBOperation, _ arguments: (inout WireWriter) -> Void = { _ in }) throws(Errno) -> WireReader {
+        /// A write's data goes as `tail`, after the arguments, straight from where it lies.
+        func request(_ operation: SMBOperation, tail: UnsafeRawBufferPointer? = nil,
+                     _ arguments: (inout WireWriter) -> Void = { _ in }) throws(Errno) -> WireReader {
             var message = WireWriter()
             message.u8(operation.rawValue)
             arguments(&message)
             let frame: [UInt8]
             do {
-                try WireFrame.send(process.socket, message.bytes)
+                try WireFrame.send(process.socket, message.bytes, tail: tail)
                 frame = try WireFrame.receive(process.socket, timeout: timeout)
             } catch {
                 lost = true

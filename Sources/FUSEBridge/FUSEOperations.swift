@@ -85,9 +85,7 @@ enum FUSEOperations {
                 info!.pointee.fh = opened.handle
                 // The FCB vouches that the file has not changed since the kernel cached it.
                 info!.pointee.keep_cache = opened.keepCache ? 1 : 0
-                // Writes reach the share as they arrive, so close() has nothing to flush:
-                // the kernel may skip the FLUSH round trip.
-                info!.pointee.noflush = 1
+                info!.pointee.noflush = noFlush(info!.pointee.flags)
                 fuse_reply_open(request, info)
             } catch {
                 fuse_reply_err(request, code(error))
@@ -99,7 +97,7 @@ enum FUSEOperations {
                 let (entry, handle) = try drive.create(
                     parent: parent, name: String(cString: name!), flags: info!.pointee.flags, mode: mode, caller: caller(request!))
                 info!.pointee.fh = handle
-                info!.pointee.noflush = 1
+                info!.pointee.noflush = noFlush(info!.pointee.flags)
                 var parameters = entryParameters(entry, timeout: drive.kernelTimeout)
                 fuse_reply_create(request, &parameters, info)
             } catch {
@@ -124,9 +122,9 @@ enum FUSEOperations {
                 fuse_reply_err(request, code(error))
             }
         }
-        ops.flush = { request, _, _ in
-            // Writes go through to the share as they arrive: nothing is held back to flush.
-            fuse_reply_err(request, 0)
+        ops.flush = { request, _, info in
+            let handle = info!.pointee.fh
+            errorReply(request!) { try $0.flush(handle) }
         }
         ops.fsync = { request, _, dataOnly, info in
             let handle = info!.pointee.fh
@@ -270,6 +268,12 @@ private func attributeChanges(_ attributes: stat, toSet: Int32) -> AttributeChan
 /// Serves a READDIR or READDIRPLUS from the snapshot taken at opendir; entry i has
 /// offset i + 1. READDIRPLUS hands the kernel a node reference per entry, so one is
 /// counted only for an entry that fits in the reply.
+/// A descriptor that cannot write has nothing to flush at close(2): the kernel may skip
+/// the FLUSH round trip. One that can waits there for its write-behind.
+private func noFlush(_ flags: Int32) -> UInt32 {
+    flags & O_ACCMODE == O_RDONLY ? 1 : 0
+}
+
 private func readDirectory(_ request: fuse_req_t, node: UInt64, size: Int, offset: off_t, handle: UInt64, plus: Bool) {
     let redirector = redirector(request)
     let entries: [DirectoryEntry]

@@ -45,12 +45,30 @@ public enum UnixSocket {
 
     /// Writes every byte; MSG_NOSIGNAL so a client that hung up costs an EPIPE, not the daemon.
     public static func send(_ fd: Int32, _ bytes: [UInt8]) throws(Errno) {
-        var offset = 0
-        while offset < bytes.count {
+        try bytes.withUnsafeBytes { buffer in Result { () throws(Errno) in try send(fd, parts: [buffer]) } }.get()
+    }
+
+    /// Sends the parts as one stream of bytes with as few system calls as the socket allows:
+    /// large payloads go out from where they lie, not through a copy that joins them.
+    public static func send(_ fd: Int32, parts: [UnsafeRawBufferPointer]) throws(Errno) {
+        var pending = parts.filter { $0.count > 0 }
+        while !pending.isEmpty {
+            var vectors = pending.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
+            let count = vectors.count
             let sent = try systemCall {
-                bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+                vectors.withUnsafeMutableBufferPointer { vectors in
+                    var message = msghdr()
+                    message.msg_iov = vectors.baseAddress
+                    message.msg_iovlen = count
+                    return sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
+                }
             }
-            offset += sent
+            var remaining = sent
+            while let first = pending.first, remaining >= first.count {
+                remaining -= first.count
+                pending.removeFirst()
+            }
+            if remaining > 0 { pending[0] = UnsafeRawBufferPointer(rebasing: pending[0][remaining...]) }
         }
     }
 

@@ -82,13 +82,21 @@ public struct WireReader {
 
 /// Frames on a stream socket: a 4-byte length, then the payload.
 public enum WireFrame {
-    /// Larger than any read or write (1 MiB) plus its header.
-    public static let maxSize = 4 << 20
+    /// Larger than any read-ahead or write-behind batch (16 MiB) plus its header.
+    public static let maxSize = 20 << 20
 
-    public static func send(_ fd: Int32, _ payload: [UInt8]) throws(Errno) {
+    /// One frame: `payload`, then `tail` when there is one (the data of a read or write,
+    /// sent from where it lies).
+    public static func send(_ fd: Int32, _ payload: [UInt8], tail: UnsafeRawBufferPointer? = nil) throws(Errno) {
         var header = WireWriter()
-        header.u32(UInt32(payload.count))
-        try UnixSocket.send(fd, header.bytes + payload)
+        header.u32(UInt32(payload.count + (tail?.count ?? 0)))
+        try header.bytes.withUnsafeBytes { header in
+            payload.withUnsafeBytes { payload in
+                Result { () throws(Errno) in
+                    try UnixSocket.send(fd, parts: [header, payload, tail ?? UnsafeRawBufferPointer(start: nil, count: 0)])
+                }
+            }
+        }.get()
     }
 
     /// Waits at most `timeout` milliseconds for each chunk (-1: for ever); ETIMEDOUT past it,
@@ -102,18 +110,26 @@ public enum WireFrame {
     }
 
     private static func receiveExactly(_ fd: Int32, _ count: Int, timeout: Int32) throws(Errno) -> [UInt8] {
-        var buffer = [UInt8](repeating: 0, count: count)
-        var done = 0
-        while done < count {
-            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = try systemCall { poll(&poller, 1, timeout) }
-            if ready == 0 { throw Errno(ETIMEDOUT) }
-            let received = try systemCall {
-                buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + done, count - done, 0) }
+        var failure: Errno?
+        // Not zeroed first: every byte is received over before anyone reads it.
+        let buffer = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            var done = 0
+            do throws(Errno) {
+                while done < count {
+                    var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                    let ready = try systemCall { poll(&poller, 1, timeout) }
+                    if ready == 0 { throw Errno(ETIMEDOUT) }
+                    let received = try systemCall { recv(fd, buffer.baseAddress! + done, count - done, 0) }
+                    if received == 0 { throw Errno(ECONNRESET) }
+                    done += received
+                }
+            } catch {
+                failure = error
+                done = 0
             }
-            if received == 0 { throw Errno(ECONNRESET) }
-            done += received
+            initialized = done
         }
+        if let failure { throw failure }
         return buffer
     }
 }

@@ -298,12 +298,16 @@ public final class Redirector: Sendable {
         try backend.write(try backendHandle(handle), from: buffer, at: offset)
     }
 
+    public func flush(_ handle: UInt64) throws(Errno) {
+        try backend.flush(try backendHandle(handle))
+    }
+
     public func sync(_ handle: UInt64, dataOnly: Bool) throws(Errno) {
         try backend.sync(try backendHandle(handle), dataOnly: dataOnly)
     }
 
-    /// The kernel let go of a FileHandle. Writes went through as they came, so nothing is
-    /// left to flush: the ServerOpen may be deferred without holding back any data.
+    /// The kernel let go of a FileHandle. Its writes were flushed at close(2), so the
+    /// ServerOpen may be deferred without holding back any data.
     public func release(_ handle: UInt64) {
         let now = clock()
         close(handles.withLock { $0.release(handle, now: now) })

@@ -58,6 +58,9 @@ public protocol ShareBackend: Sendable {
     /// Writes all of the buffer.
     func write(_ handle: BackendHandle, from buffer: UnsafeRawBufferPointer, at offset: off_t) throws(Errno) -> Int
     func sync(_ handle: BackendHandle, dataOnly: Bool) throws(Errno)
+    /// A close(2) of a descriptor that could write: what was written through the handle is
+    /// on the share when this returns, or this says why not.
+    func flush(_ handle: BackendHandle) throws(Errno)
     func close(_ handle: BackendHandle)
 
     func makeDirectory(_ path: String, mode: mode_t, caller: Caller) throws(Errno)
@@ -79,4 +82,7 @@ public protocol ShareBackend: Sendable {
 
 extension ShareBackend {
     public var status: String { "OK" }
+
+    /// A backend that writes through as writes arrive has nothing to flush.
+    public func flush(_ handle: BackendHandle) throws(Errno) {}
 }

@@ -16,6 +16,11 @@ nonisolated(unsafe) var context: UnsafeMutablePointer<SMBCCTX>?
 nonisolated(unsafe) var base = ""
 nonisolated(unsafe) var files: [UInt32: OpaquePointer] = [:]
 nonisolated(unsafe) var nextFile: UInt32 = 1
+/// Where reads land, kept from one request to the next: a read-ahead is megabytes, sent
+/// to netused straight from here.
+nonisolated(unsafe) var readBuffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+/// Bytes that follow the reply being built (a read's data), not copied into it.
+nonisolated(unsafe) var replyTail: UnsafeRawBufferPointer?
 
 func authenticate(_ context: UnsafeMutablePointer<SMBCCTX>?, _ server: UnsafePointer<CChar>?, _ share: UnsafePointer<CChar>?,
                   _ workgroup: UnsafeMutablePointer<CChar>?, _ workgroupLength: Int32,
@@ -107,15 +112,19 @@ func handle(_ operation: SMBOperation, _ request: inout WireReader, _ reply: ino
         let offset = try request.i64()
         let size = Int(try request.u32())
         guard smbc_getFunctionLseek(ctx)!(ctx, opened, off_t(offset), SEEK_SET) >= 0 else { throw Errno.current }
-        var buffer = [UInt8](repeating: 0, count: size)
+        if readBuffer.count < size {
+            readBuffer.baseAddress?.deallocate()
+            readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
+        }
         var done = 0
         while done < size {
-            let count = buffer.withUnsafeMutableBytes { smbc_getFunctionRead(ctx)!(ctx, opened, $0.baseAddress! + done, size - done) }
+            let count = smbc_getFunctionRead(ctx)!(ctx, opened, readBuffer.baseAddress! + done, size - done)
             if count < 0 { throw Errno.current }
             if count == 0 { break }
             done += count
         }
-        buffer.withUnsafeBytes { reply.data(UnsafeRawBufferPointer(rebasing: $0[..<done])) }
+        reply.u32(UInt32(done))
+        replyTail = UnsafeRawBufferPointer(rebasing: readBuffer[..<done])
     case .write:
         let opened = try file(try request.u32())
         let offset = try request.i64()
@@ -203,6 +212,7 @@ while true {
     }
     var request = WireReader(frame)
     var reply = WireWriter()
+    replyTail = nil
     do throws(Errno) {
         guard let operation = SMBOperation(rawValue: try request.u8()) else { throw Errno(ENOSYS) }
         var results = WireWriter()
@@ -212,9 +222,10 @@ while true {
     } catch {
         reply = WireWriter()
         reply.i32(error.rawValue)
+        replyTail = nil
     }
     do {
-        try WireFrame.send(channel, reply.bytes)
+        try WireFrame.send(channel, reply.bytes, tail: replyTail)
     } catch {
         exit(0)
     }

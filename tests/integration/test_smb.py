@@ -1,5 +1,6 @@
 """SMB drives against a real smbd: use-time errors, credentials, workers, server loss."""
 import json
+import mmap
 import os
 import signal
 import subprocess
@@ -187,3 +188,75 @@ def test_server_loss_fails_within_the_timeout_and_the_drive_comes_back(daemon, s
             time.sleep(0.5)
     (drive / "after.txt").write_text("back")
     assert [d["status"] for d in daemon.listing()] == ["OK", "OK"]
+
+
+def test_written_and_closed_data_is_on_the_server_at_once(daemon, samba, user_share):
+    """Write-behind may hold data while the descriptor is open, never past close(2)."""
+    drive = daemon.use("q", user_share)
+    blocks = [os.urandom(1 << 20) for _ in range(40)]
+    fd = os.open(drive / "out.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    for block in blocks:
+        assert os.write(fd, block) == len(block)
+    os.close(fd)
+    assert (samba.base / "user" / "out.bin").read_bytes() == b"".join(blocks)
+    # A rewrite in the middle, then an fsync: on the server before fsync returns.
+    with open(drive / "out.bin", "r+b", buffering=0) as f:
+        f.seek(5 << 20)
+        f.write(b"x" * 4096)
+        os.fsync(f.fileno())
+        assert (samba.base / "user" / "out.bin").read_bytes()[5 << 20:(5 << 20) + 4097] == b"x" * 4096 + blocks[5][4096:4097]
+    assert os.stat(drive / "out.bin").st_size == 40 << 20
+
+
+def direct_read(fd, offset, count):
+    """A read past the kernel's page cache, so that it reaches netused."""
+    buffer = mmap.mmap(-1, count)
+    done = os.preadv(fd, [buffer], offset)
+    return bytes(buffer[:done])
+
+
+def test_read_ahead_never_shows_stale_data(daemon, samba, user_share):
+    drive = daemon.use("q", user_share)
+    data = os.urandom(24 << 20)
+    (samba.base / "user" / "data.bin").write_bytes(data)
+    (samba.base / "user" / "data.bin").chmod(0o666)
+    fd = os.open(drive / "data.bin", os.O_RDONLY | os.O_DIRECT)
+    try:
+        # Sequential reads start the read-ahead.
+        assert b"".join(direct_read(fd, n << 20, 1 << 20) for n in range(4)) == data[:4 << 20]
+        # A write through the drive, on another descriptor, is seen at once.
+        with open(drive / "data.bin", "r+b", buffering=0) as writer:
+            writer.seek(6 << 20)
+            writer.write(b"w" * (1 << 20))
+        assert direct_read(fd, 6 << 20, 1 << 20) == b"w" * (1 << 20)
+        # A change made on the server by someone else is seen within a second.
+        with open(samba.base / "user" / "data.bin", "r+b") as server:
+            server.seek(10 << 20)
+            server.write(b"s" * (1 << 20))
+        time.sleep(1.2)
+        assert direct_read(fd, 10 << 20, 1 << 20) == b"s" * (1 << 20)
+        assert direct_read(fd, 11 << 20, 1 << 20) == data[11 << 20:12 << 20]
+    finally:
+        os.close(fd)
+
+
+def test_write_behind_failure_is_answered_by_close(daemon, samba, user_share):
+    """Data the share never got must not look written: close(2) says so."""
+    drive = daemon.use("q", user_share, "-o", "timeout=2")
+    fd = os.open(drive / "lost.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, os.urandom(1 << 20))
+    os.fsync(fd)
+    os.killpg(samba.process.pid, signal.SIGSTOP)
+    try:
+        failures = []
+        for _ in range(8):
+            try:
+                os.write(fd, os.urandom(1 << 20))
+            except OSError as error:  # a write after a failed batch may answer it already
+                failures.append(error.errno)
+        with pytest.raises(OSError) as closing:
+            os.close(fd)
+        assert closing.value.errno == 5 or failures, closing.value
+        assert set(failures) <= {5}
+    finally:
+        os.killpg(samba.process.pid, signal.SIGCONT)
