@@ -17,6 +17,7 @@ public final class SMBShare: ShareBackend {
     private let turn = Atomic<Int>(0)
     /// Files whose write-behind is sending: when none is, nothing needs settling.
     private let writing = Atomic<Int>(0)
+    private let listingAhead = ListingAhead()
 
     /// Connects the first worker at once, so that `use` answers 53, 67, 1326 or 5 before
     /// anything is mounted.
@@ -51,22 +52,43 @@ public final class SMBShare: ShareBackend {
 
     // MARK: helpers
 
-    /// A path operation on whichever worker is free, else on the next in turn. A worker
-    /// lost on the way costs one more try on its replacement, which connects afresh.
-    private func anyWorker<T>(_ body: (SMBWorker.Channel) throws(Errno) -> T) throws(Errno) -> T {
+    /// A path operation on a running worker that is free, else on the next running one in
+    /// turn, while one more worker starts in the background: starting one takes longer than
+    /// waiting for a busy one. A worker lost on the way costs one more try on its
+    /// replacement, which connects afresh.
+    private func anyWorker<T>(_ body: (SMBWorker.Channel, Int) throws(Errno) -> T) throws(Errno) -> T {
+        let start = turn.add(1, ordering: .relaxed).newValue
+        let order = (0..<workers.count).map { (start + $0) % workers.count }
+        let running = order.filter { workers[$0].isRunning }
+        var chosen = running.first ?? order[0]
         do {
-            return try anyWorkerOnce(body)
+            for index in running {
+                chosen = index
+                if let result = try workers[index].withChannelIfIdle({ (channel) throws(Errno) in try body(channel, index) }) {
+                    return result
+                }
+            }
+            if let idle = order.first(where: { !workers[$0].isRunning }), !running.isEmpty {
+                warmUp(idle)
+            }
+            chosen = running.first ?? order[0]
+            return try workers[chosen].withChannel { (channel) throws(Errno) in try body(channel, chosen) }
         } catch where error.rawValue == EIO && health.current != .connected {
-            return try anyWorkerOnce(body)
+            return try workers[chosen].withChannel { (channel) throws(Errno) in try body(channel, chosen) }
         }
     }
 
-    private func anyWorkerOnce<T>(_ body: (SMBWorker.Channel) throws(Errno) -> T) throws(Errno) -> T {
-        let start = turn.add(1, ordering: .relaxed).newValue
-        for offset in 0..<workers.count {
-            if let result = try workers[(start + offset) % workers.count].withChannelIfIdle(body) { return result }
-        }
-        return try workers[start % workers.count].withChannel(body)
+    private func anyWorker<T>(_ body: (SMBWorker.Channel) throws(Errno) -> T) throws(Errno) -> T {
+        try anyWorker { (channel, _) throws(Errno) in try body(channel) }
+    }
+
+    /// Starts a worker on its courier, once.
+    private func warmUp(_ index: Int) {
+        guard workers[index].claimWarmUp() else { return }
+        couriers[index].speculate({ [self] in
+            _ = try? workers[index].withChannel { _ in }
+            workers[index].warmedUp()
+        }, cancel: { [self] in workers[index].warmedUp() })
     }
 
     private func file(_ handle: BackendHandle) throws(Errno) -> SMBFile {
@@ -165,6 +187,7 @@ public final class SMBShare: ShareBackend {
             throw Errno(EPERM)
         }
         settle(path: path)
+        defer { listingAhead.forget(parentOf: path) }
         if let size = changes.size {
             forgetReadAhead(path)
             if let handle {
@@ -202,19 +225,41 @@ public final class SMBShare: ShareBackend {
         return try attributes(of: path)
     }
 
+    /// A listing fetched ahead when there is one; then the subdirectories' listings are
+    /// fetched ahead on the couriers, one level below the walker.
     public func list(_ path: String) throws(Errno) -> [DirectoryEntry] {
         settle { _ in true }
-        return try anyWorker { (channel) throws(Errno) in
-            var reply = try channel.request(.list) { $0.string(path) }
-            let count = try reply.u32()
-            var entries: [DirectoryEntry] = []
-            entries.reserveCapacity(Int(count))
-            for _ in 0..<count {
-                let name = try reply.string()
-                entries.append(DirectoryEntry(name: name, attributes: owned(try reply.attributes())))
-            }
-            return entries
+        let entries: [DirectoryEntry]
+        if let ready = listingAhead.take(path) {
+            entries = ready
+        } else {
+            entries = try anyWorker { (channel) throws(Errno) in try fetchListing(path, on: channel) }
         }
+        let running = workers.indices.filter { workers[$0].isRunning }
+        let first = turn.add(1, ordering: .relaxed).newValue
+        for (index, claim) in (running.isEmpty ? [] : listingAhead.claim(subdirectoriesOf: path, in: entries)).enumerated() {
+            let worker = running[(first + index) % running.count]
+            couriers[worker].speculate({ [self] in
+                // Listing while a write-behind is on its way would show sizes it is about
+                // to change; waiting for it here could wait on this very courier.
+                let entries = writing.load(ordering: .acquiring) > 0 ? nil
+                    : try? workers[worker].withChannel { (channel) throws(Errno) in try fetchListing(claim.path, on: channel) }
+                listingAhead.fetched(claim.path, epoch: claim.epoch, entries)
+            }, cancel: { [self] in listingAhead.fetched(claim.path, epoch: claim.epoch, nil) })
+        }
+        return entries
+    }
+
+    private func fetchListing(_ path: String, on channel: SMBWorker.Channel) throws(Errno) -> [DirectoryEntry] {
+        var reply = try channel.request(.list) { $0.string(path) }
+        let count = try reply.u32()
+        var entries: [DirectoryEntry] = []
+        entries.reserveCapacity(Int(count))
+        for _ in 0..<count {
+            let name = try reply.string()
+            entries.append(DirectoryEntry(name: name, attributes: owned(try reply.attributes())))
+        }
+        return entries
     }
 
     // MARK: file data
@@ -231,15 +276,14 @@ public final class SMBShare: ShareBackend {
     /// sends an appending write at the end of the file.
     private func openFile(_ path: String, flags requested: Int32, mode: mode_t) throws(Errno) -> BackendHandle {
         let flags = requested & ~(O_APPEND | O_NOCTTY)
-        let start = turn.add(1, ordering: .relaxed).newValue
-        let index = start % workers.count
-        let open = try workers[index].withChannel { (channel) throws(Errno) in
+        defer { if flags & (O_CREAT | O_TRUNC) != 0 { listingAhead.forget(parentOf: path) } }
+        let (index, open) = try anyWorker { (channel, index) throws(Errno) in
             var reply = try channel.request(.open) { message in
                 message.string(path)
                 message.i32(flags)
                 message.u32(mode)
             }
-            return SMBFile.RemoteOpen(id: try reply.u32(), generation: channel.generation)
+            return (index, SMBFile.RemoteOpen(id: try reply.u32(), generation: channel.generation))
         }
         let file = SMBFile(worker: index, path: path, flags: flags, open: open, workers: workers.count)
         return files.withLock { files in
@@ -270,7 +314,8 @@ public final class SMBShare: ShareBackend {
                         defer { state.turn += 1 }
                         return state.turn % workers.count
                     }
-                    couriers[worker(of: file, lane: lane)].send { [self] in _ = try? fetch(file, range, lane: lane) }
+                    couriers[worker(of: file, lane: lane)].speculate({ [self] in _ = try? fetch(file, range, lane: lane) },
+                                                                     cancel: { file.state.withLock { $0.readAhead.fetchEnded(range) } })
                 }
             case .endOfFile:
                 return done
@@ -329,6 +374,7 @@ public final class SMBShare: ShareBackend {
     public func write(_ handle: BackendHandle, from buffer: UnsafeRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
         let file = try file(handle)
         forgetReadAhead(file.path)
+        defer { listingAhead.forget(parentOf: file.path) }
         if file.writesThrough {
             try drain(file)
             return try writeThrough(file, buffer, at: offset)
@@ -414,6 +460,7 @@ public final class SMBShare: ShareBackend {
     // MARK: names
 
     public func makeDirectory(_ path: String, mode: mode_t, caller: Caller) throws(Errno) {
+        defer { listingAhead.forget(parentOf: path) }
         try simple(.makeDirectory) { $0.string(path); $0.u32(mode) }
     }
 
@@ -425,11 +472,16 @@ public final class SMBShare: ShareBackend {
 
     public func removeDirectory(_ path: String) throws(Errno) {
         settle { $0.path.hasPrefix(path + "/") }
+        defer {
+            listingAhead.forget(parentOf: path)
+            listingAhead.forget(path, subtree: true)
+        }
         try simple(.removeDirectory) { $0.string(path) }
     }
 
     public func unlink(_ path: String) throws(Errno) {
         settle(path: path)
+        defer { listingAhead.forget(parentOf: path) }
         try simple(.unlink) { $0.string(path) }
     }
 
@@ -437,6 +489,12 @@ public final class SMBShare: ShareBackend {
         if flags.contains(.exchange) { throw Errno(EINVAL) }
         settle { $0.path == from || $0.path.hasPrefix(from + "/") }
         if flags.contains(.noReplace), (try? attributes(of: to)) != nil { throw Errno(EEXIST) }
+        defer {
+            for path in [from, to] {
+                listingAhead.forget(parentOf: path)
+                listingAhead.forget(path, subtree: true)
+            }
+        }
         try simple(.rename) { $0.string(from); $0.string(to) }
     }
 

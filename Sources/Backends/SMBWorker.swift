@@ -132,6 +132,21 @@ final class SMBWorker: Sendable {
     private let connection: SMBConnection
     private let health: SMBHealth
     private let state = Mutex<(process: Process?, generations: Int)>((nil, 0))
+    private let running = Atomic<Bool>(false)
+
+    private let warming = Atomic<Bool>(false)
+
+    /// Has a live process: work on speculation goes only to workers that need not start one.
+    var isRunning: Bool { running.load(ordering: .relaxed) }
+
+    /// True for the one caller that may start this worker in the background.
+    func claimWarmUp() -> Bool {
+        warming.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged
+    }
+
+    func warmedUp() {
+        warming.store(false, ordering: .relaxed)
+    }
 
     init(connection: SMBConnection, health: SMBHealth) {
         self.connection = connection
@@ -161,6 +176,7 @@ final class SMBWorker: Sendable {
                     throw error
                 }
                 health.set(.connected)
+                running.store(true, ordering: .relaxed)
             }
             let channel = Channel(process: state.process!, timeout: timeoutMilliseconds)
             do throws(Errno) {
@@ -172,6 +188,7 @@ final class SMBWorker: Sendable {
                 if channel.lost {
                     Self.stop(state.process!)
                     state.process = nil
+                    running.store(false, ordering: .relaxed)
                     health.set(.disconnected)
                 }
                 throw error
@@ -191,6 +208,7 @@ final class SMBWorker: Sendable {
         state.withLock { state in
             if let process = state.process { Self.stop(process) }
             state.process = nil
+            running.store(false, ordering: .relaxed)
         }
     }
 

@@ -6,8 +6,9 @@ struct DriveOptions {
     var cache = Redirector.Options()
     /// SMB: how long one request may take before its worker is replaced.
     var timeout: Duration = .seconds(30)
-    /// SMB: how many worker processes serve the drive.
-    var workers = 2
+    /// SMB: how many worker processes serve the drive. Each is one connection with one
+    /// request at a time: four let listings fetched ahead and read-ahead batches overlap.
+    var workers = 4
     /// The kernel's read-ahead window for the mount: sequential reads arrive as 1 MiB
     /// requests, several at a time.
     var readAheadKiB = 4096

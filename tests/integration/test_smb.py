@@ -260,3 +260,26 @@ def test_write_behind_failure_is_answered_by_close(daemon, samba, user_share):
         assert set(failures) <= {5}
     finally:
         os.killpg(samba.process.pid, signal.SIGCONT)
+
+
+def test_listings_fetched_ahead_never_hide_a_change(daemon, samba, user_share):
+    drive = daemon.use("q", user_share)
+    for name in ("a", "b", "c"):
+        (drive / "top" / name).mkdir(parents=True)
+        (drive / "top" / name / "old.txt").write_text("old")
+    for round in range(3):
+        # Listing top fetches a, b and c ahead; changes through the drive must show at once.
+        assert sorted(os.listdir(drive / "top")) == ["a", "b", "c"]
+        (drive / "top" / "a" / f"new{round}.txt").write_text("new")
+        with open(drive / "top" / "b" / "old.txt", "a") as f:
+            f.write(" and more")
+        os.rename(drive / "top" / "c" / "old.txt", drive / "top" / "c" / f"moved{round}.txt")
+        assert f"new{round}.txt" in os.listdir(drive / "top" / "a")
+        assert {e.name: e.stat().st_size for e in os.scandir(drive / "top" / "b")}["old.txt"] == 3 + 9 * (round + 1)
+        assert os.listdir(drive / "top" / "c") == [f"moved{round}.txt"]
+        os.rename(drive / "top" / "c" / f"moved{round}.txt", drive / "top" / "c" / "old.txt")
+    # A change on the server by someone else shows within a second.
+    os.listdir(drive / "top")
+    (samba.base / "user" / "top" / "a" / "theirs.txt").write_text("theirs")
+    time.sleep(1.2)
+    assert "theirs.txt" in os.listdir(drive / "top" / "a")
