@@ -9,6 +9,7 @@ the raw figures in bench-results/results.json. Everything it starts, it stops.""
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -129,6 +130,33 @@ def smbnetfs(work, port):
     env = {**os.environ, "HOME": str(home)}
     return FuseProcess("smbnetfs", ["smbnetfs", str(mountpoint), "-f", "-o", "big_writes,max_write=131072"],
                        mountpoint, mountpoint / f"127.0.0.1:{port}" / "guest", env=env)
+
+
+def smbclient_wire(work, port, repeats):
+    """What one smbclient moves through the same proxy: the ceiling of the wire, not a mount."""
+    source = work / "smbclient-put.bin"
+    with open(source, "wb") as f:
+        for _ in range(256):
+            f.write(os.urandom(MiB))
+
+    def rate(command):
+        result = subprocess.run(["smbclient", "-p", str(port), "-N", "//127.0.0.1/guest", "-c", command],
+                                capture_output=True, text=True, timeout=300)
+        found = re.search(r"\(([0-9.]+) (?:KiloBytes/sec|kb/s)\)", result.stdout + result.stderr)
+        if not found:
+            raise RuntimeError(f"smbclient {command}: {result.stdout}{result.stderr}")
+        return float(found.group(1)) * 1024 / 1e6
+
+    results = {}
+    for name, command in (("seqread", "get big.bin /dev/null"), ("seqwrite", f"put {source} smbclient-put.bin")):
+        values = []
+        for _ in range(repeats):
+            drop_caches()
+            values.append(rate(command))
+        results[name] = {"unit": "MB/s", "values": values, "median": statistics.median(values)}
+        print(f"  {'smbclient':18} {name:15} {results[name]['median']:.3g} MB/s", file=sys.stderr, flush=True)
+    source.unlink()
+    return results
 
 
 # MARK: workloads, each on a directory, each answering (value, unit)
@@ -351,7 +379,7 @@ def table(rows, peers, title):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rtt", type=float, nargs="*", default=[0, 2], help="round trips to emulate, ms (none: local share only)")
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS))
     parser.add_argument("--output", default=str(REPO / "bench-results"))
@@ -385,15 +413,20 @@ def main():
                     label = "netuse" if system.name.startswith("netuse") else system.name
                     for workload, figures in measure(system, arguments.workloads, arguments.repeats).items():
                         rows.setdefault(workload, {})[label] = figures
-                netuse = next(s for s in systems if s.name.startswith("netuse"))
-                rows["delete-after-use"] = {"netuse": delete_after_use(netuse, arguments.repeats)}
+                    if label == "netuse":
+                        # Before the peers run: rclone's write-back uploads in the background.
+                        rows["delete-after-use"] = {"netuse": delete_after_use(system, arguments.repeats)}
+                if {"seqread", "seqwrite"} & set(arguments.workloads):
+                    for workload, figures in smbclient_wire(work, port, arguments.repeats).items():
+                        rows.setdefault(workload, {})["smbclient"] = figures
             finally:
                 for system in systems:
                     system.stop()
                 if proxy:
                     proxy.stop()
             report["runs"][f"{rtt}ms"] = rows
-            texts.append(table(rows, ["rclone off", "rclone full", "smbnetfs"], f"SMB share, {rtt} ms round trip"))
+            texts.append(table(rows, ["rclone off", "rclone full", "smbnetfs", "smbclient"],
+                               f"SMB share, {rtt} ms round trip (smbclient: get/put, no mount, the wire's ceiling)"))
         local = local_limit(work, ["seqread", "seqwrite", "openclose"], arguments.repeats)
         rows = {w: {("netuse" if name == "netuse-local" else name): local[name][w] for name in local}
                 for w in ["seqread", "seqwrite", "openclose"]}

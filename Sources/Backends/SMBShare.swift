@@ -13,7 +13,8 @@ public final class SMBShare: ShareBackend {
     private let health = SMBHealth()
     /// Files on the share are presented as the drive owner's, as mount.cifs does with uid=/gid=.
     private let owner: (uid: uid_t, gid: gid_t)
-    private let files = Mutex<(table: [Int64: SMBFile], next: Int64)>(([:], 1))
+    /// Open files by handle, and how many are open per path.
+    private let files = Mutex<(table: [Int64: SMBFile], next: Int64, perPath: [String: Int])>(([:], 1, [:]))
     private let turn = Atomic<Int>(0)
     /// Files whose write-behind is sending: when none is, nothing needs settling.
     private let writing = Atomic<Int>(0)
@@ -290,6 +291,7 @@ public final class SMBShare: ShareBackend {
             let id = files.next
             files.next += 1
             files.table[id] = file
+            files.perPath[path, default: 0] += 1
             return BackendHandle(id)
         }
     }
@@ -362,8 +364,11 @@ public final class SMBShare: ShareBackend {
         }
     }
 
-    private func forgetReadAhead(_ path: String) {
-        for file in files.withLock({ $0.table.values.filter { $0.path == path } }) {
+    /// What was read ahead of `path` is stale; `besides` forgets its own under its own lock.
+    private func forgetReadAhead(_ path: String, besides writer: SMBFile? = nil) {
+        // Most paths have one file open: then there is no other to look for.
+        guard files.withLock({ $0.perPath[path, default: 0] }) > (writer == nil ? 0 : 1) else { return }
+        for file in files.withLock({ $0.table.values.filter { $0.path == path && $0 !== writer } }) {
             file.state.withLock { $0.readAhead.forget() }
         }
     }
@@ -373,13 +378,15 @@ public final class SMBShare: ShareBackend {
     /// flush or fsync of the file.
     public func write(_ handle: BackendHandle, from buffer: UnsafeRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
         let file = try file(handle)
-        forgetReadAhead(file.path)
+        forgetReadAhead(file.path, besides: file)
         defer { listingAhead.forget(parentOf: file.path) }
         if file.writesThrough {
             try drain(file)
+            file.state.withLock { $0.readAhead.forget() }
             return try writeThrough(file, buffer, at: offset)
         }
         let lane = try file.state.withLock(when: { $0.writeBehind.accepts(buffer.count, at: offset) }) { (state) throws(Errno) in
+            state.readAhead.forget()
             if let failure = state.writeBehind.failure {
                 state.writeBehind.failure = nil
                 throw failure
@@ -448,7 +455,11 @@ public final class SMBShare: ShareBackend {
     public func close(_ handle: BackendHandle) {
         guard let file = try? file(handle) else { return }
         try? drain(file)
-        files.withLock { _ = $0.table.removeValue(forKey: handle.rawValue) }
+        files.withLock { files in
+            files.table.removeValue(forKey: handle.rawValue)
+            files.perPath[file.path, default: 1] -= 1
+            if files.perPath[file.path] == 0 { files.perPath.removeValue(forKey: file.path) }
+        }
         for (index, open) in file.state.withLock({ $0.opens }) {
             _ = try? workers[index].withChannel { (channel) throws(Errno) in
                 // A file of a replaced worker died with it.
