@@ -18,6 +18,8 @@ struct NodeTable {
         /// answer for the attribute timeout, and so may an open.
         var attributes: stat? = nil
         var fetched: Duration = .zero
+        /// Counts writes through the drive: attributes fetched before one are not recorded.
+        var generation: UInt64 = 0
     }
 
     private struct Key: Hashable {
@@ -75,16 +77,39 @@ struct NodeTable {
         if node.attached, byName[key] == id { byName[key] = nil }
     }
 
-    mutating func record(_ attributes: stat, of id: UInt64, at now: Duration) {
-        guard nodes[id] != nil else { return }
+    /// Records what the share said; with `generation`, only if nothing was written since
+    /// the question was asked.
+    mutating func record(_ attributes: stat, of id: UInt64, at now: Duration, generation: UInt64? = nil) {
+        guard let node = nodes[id], generation.map({ $0 == node.generation }) ?? true else { return }
         nodes[id]!.attributes = attributes
         nodes[id]!.fetched = now
     }
 
     /// The node's attributes if the share gave them within `window` of `now`.
     func attributes(of id: UInt64, at now: Duration, within window: Duration) -> stat? {
+        cached(id, at: now, within: window)?.attributes
+    }
+
+    /// The node's attributes and their age, if younger than `window`.
+    func cached(_ id: UInt64, at now: Duration, within window: Duration) -> (attributes: stat, age: Duration)? {
         guard let node = nodes[id], let attributes = node.attributes, now - node.fetched < window else { return nil }
-        return attributes
+        return (attributes, now - node.fetched)
+    }
+
+    /// The node now named `parent/name`, if the kernel was told of one.
+    func existing(parent: UInt64, name: String) -> UInt64? {
+        byName[Key(parent: parent, name: name)]
+    }
+
+    func generation(of id: UInt64) -> UInt64? {
+        nodes[id]?.generation
+    }
+
+    /// A write through the drive changed the node: what was fetched before is stale.
+    mutating func invalidate(_ id: UInt64) {
+        guard nodes[id] != nil else { return }
+        nodes[id]!.generation &+= 1
+        nodes[id]!.attributes = nil
     }
 
     /// After an unlink or rmdir: the name is gone, the node stays until forgotten.

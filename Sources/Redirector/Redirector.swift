@@ -31,10 +31,14 @@ public final class Redirector: Sendable {
     public struct Entry: Sendable {
         public let node: UInt64
         public let attributes: stat
+        /// How much longer the kernel may trust the answer, when less than the attribute
+        /// timeout (the attributes were already that old).
+        public let timeout: Duration?
 
-        public init(node: UInt64, attributes: stat) {
+        public init(node: UInt64, attributes: stat, timeout: Duration? = nil) {
             self.node = node
             self.attributes = attributes
+            self.timeout = timeout
         }
     }
 
@@ -46,6 +50,7 @@ public final class Redirector: Sendable {
     private let directories = Mutex(DirectorySnapshots())
     /// Set by a forced delete: from then on every request answers EIO.
     private let revoked = Atomic(false)
+    private let refresher = AttributeRefresher()
 
     /// The only user (besides root) whose requests the drive serves, when the mount lets
     /// every user in (allow_other); nil when the kernel already keeps others out.
@@ -73,10 +78,42 @@ public final class Redirector: Sendable {
 
     // MARK: names
 
+    /// A name the kernel asks again for (its entry timed out) is answered from what the
+    /// share said of it within the attribute timeout, for the rest of that timeout.
     public func lookup(parent: UInt64, name: String) throws(Errno) -> Entry {
+        try checkConnected()
+        let now = clock()
+        let cached = nodes.withLock { table -> (node: UInt64, attributes: stat, age: Duration)? in
+            guard let node = table.existing(parent: parent, name: name),
+                  let cached = table.cached(node, at: now, within: attributeTimeout) else { return nil }
+            _ = table.remember(parent: parent, name: name)
+            return (node, cached.attributes, cached.age)
+        }
+        if let cached {
+            refreshAhead(cached.node, age: cached.age)
+            return Entry(node: cached.node, attributes: cached.attributes, timeout: attributeTimeout - cached.age)
+        }
         let path = try path(of: parent, name)
         let attributes = try backend.attributes(of: path)
         return Entry(node: remember(parent: parent, name: name, attributes: attributes), attributes: attributes)
+    }
+
+    /// Past half the attribute timeout, a node in use is asked for again in the background,
+    /// so that it is fresh before anyone must wait for it. An answer is recorded only if
+    /// nothing was written to the node in the meantime, and it counts from when it was asked.
+    private func refreshAhead(_ node: UInt64, age: Duration) {
+        guard age * 2 >= attributeTimeout else { return }
+        refresher.request(node) { [self] in
+            guard let (path, generation) = nodes.withLock({ table -> (String, UInt64)? in
+                guard let path = try? table.path(of: node), let generation = table.generation(of: node) else { return nil }
+                return (path, generation)
+            }) else { return }
+            let asked = clock()
+            guard let attributes = try? backend.attributes(of: path) else { return }
+            nodes.withLock { table in
+                if (try? table.path(of: node)) == path { table.record(attributes, of: node, at: asked, generation: generation) }
+            }
+        }
     }
 
     /// Counts a reference the kernel takes, with the attributes it is told (READDIRPLUS
@@ -111,6 +148,7 @@ public final class Redirector: Sendable {
         if changes.size != nil, !path.isEmpty {
             close(handles.withLock { $0.discardDeferred(at: path, subtree: false) })
         }
+        nodes.withLock { $0.invalidate(node) }
         return record(try backend.setAttributes(changes, of: path, handle: open), of: node)
     }
 
@@ -242,10 +280,11 @@ public final class Redirector: Sendable {
             // Within the attribute timeout the kernel trusts what the share last said of the
             // file; so does the revalidation, which saves the round trip of a stat.
             let now = clock()
-            let cached = nodes.withLock { $0.attributes(of: node, at: now, within: attributeTimeout) }
+            let cached = nodes.withLock { $0.cached(node, at: now, within: attributeTimeout) }
             let current: stat
             if let cached {
-                current = cached
+                current = cached.attributes
+                refreshAhead(node, age: cached.age)
             } else {
                 current = record(try backend.attributes(of: path), of: node)
             }
@@ -255,6 +294,7 @@ public final class Redirector: Sendable {
             close(collapsed.retired)
             if let handle = collapsed.handle { return (handle, collapsed.keepCache) }
         }
+        if flags & O_TRUNC != 0 { nodes.withLock { $0.invalidate(node) } }
         let backendHandle = try backend.open(path, flags: flags)
         return try register(backendHandle, path: path, kind: kind, node: node, caller: caller)
     }
@@ -294,8 +334,12 @@ public final class Redirector: Sendable {
         try backend.read(try backendHandle(handle), into: buffer, at: offset)
     }
 
+    /// What was cached of the file's attributes is stale once the write is done.
     public func write(_ handle: UInt64, from buffer: UnsafeRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
-        try backend.write(try backendHandle(handle), from: buffer, at: offset)
+        try checkConnected()
+        guard let open = handles.withLock({ $0[handle: handle] }) else { throw Errno(EBADF) }
+        defer { nodes.withLock { $0.invalidate(open.node) } }
+        return try backend.write(open.backend, from: buffer, at: offset)
     }
 
     public func flush(_ handle: UInt64) throws(Errno) {
@@ -358,6 +402,7 @@ public final class Redirector: Sendable {
 
     /// Closes every handle still open on the share, then the share session itself.
     public func disconnect() {
+        refresher.stop()
         close(handles.withLock { $0.retireAll() })
         backend.disconnect()
     }

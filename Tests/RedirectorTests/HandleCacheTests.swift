@@ -229,11 +229,28 @@ import Testing
         #expect(share.statCount == stats + 1, "past the timeout the open asks again")
     }
 
+    @Test func aLookupWithinTheAttributeTimeoutIsAnsweredFromWhatTheShareSaid() throws {
+        share.put("f", size: 10, mtime: 1)
+        let first = try redirector.lookup(parent: 1, name: "f")
+        let stats = share.statCount
+        clock.advance(.milliseconds(400))
+        let second = try redirector.lookup(parent: 1, name: "f")
+        #expect(share.statCount == stats && second.node == first.node)
+        #expect(second.timeout == .milliseconds(600), "the kernel trusts it for what is left")
+        // A write through the drive makes what was said stale.
+        let handle = try redirector.open(first.node, flags: O_WRONLY, caller: caller).handle
+        _ = try [UInt8](repeating: 1, count: 4).withUnsafeBytes { try redirector.write(handle, from: $0, at: 0) }
+        redirector.release(handle)
+        _ = try redirector.lookup(parent: 1, name: "f")
+        #expect(share.statCount > stats, "after a write the share is asked again")
+    }
+
     @Test func aReplacedFileIsNotServedByTheOldHandle() throws {
         share.put("f", size: 10, mtime: 1)
         try touch("f")
         share.clearEvents()
         share.put("f", size: 10, mtime: 1, newInode: true)  // renamed over by someone else
+        clock.advance(.milliseconds(1100))  // within the attribute timeout the name is trusted
         let reopened = try redirector.open(try node("f"), flags: O_RDONLY, caller: caller)
         #expect(share.events == ["close (gone)", "open f"])
         #expect(!reopened.keepCache)
