@@ -34,9 +34,6 @@ final class SMBFile: Sendable {
         state = Monitor(State(opens: [worker: open], readAhead: ReadAhead(lanes: workers),
                               writeBehind: WriteBehind(lanes: 1)))
     }
-
-    /// O_SYNC and O_DSYNC ask for every write to be on the share when write returns.
-    var writesThrough: Bool { flags & (O_SYNC | O_DSYNC) != 0 }
 }
 
 /// Data read from the share ahead of the reader, while it reads sequentially. A batch that

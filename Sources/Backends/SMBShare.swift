@@ -373,18 +373,13 @@ public final class SMBShare: ShareBackend {
         }
     }
 
-    /// Gathered and sent behind the writer (write-behind), unless the file was opened
-    /// O_SYNC or O_DSYNC. A failure of a batch sent behind is answered by the next write,
-    /// flush or fsync of the file.
+    /// Gathered and sent behind the writer (write-behind). A failure of a batch sent behind
+    /// is answered by the next write, flush or fsync of the file. O_SYNC and O_DSYNC need
+    /// nothing here: the kernel follows each of their writes with an FSYNC.
     public func write(_ handle: BackendHandle, from buffer: UnsafeRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
         let file = try file(handle)
         forgetReadAhead(file.path, besides: file)
         defer { listingAhead.forget(parentOf: file.path) }
-        if file.writesThrough {
-            try drain(file)
-            file.state.withLock { $0.readAhead.forget() }
-            return try writeThrough(file, buffer, at: offset)
-        }
         let lane = try file.state.withLock(when: { $0.writeBehind.accepts(buffer.count, at: offset) }) { (state) throws(Errno) in
             state.readAhead.forget()
             if let failure = state.writeBehind.failure {

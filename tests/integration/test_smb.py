@@ -283,3 +283,16 @@ def test_listings_fetched_ahead_never_hide_a_change(daemon, samba, user_share):
     (samba.base / "user" / "top" / "a" / "theirs.txt").write_text("theirs")
     time.sleep(1.2)
     assert "theirs.txt" in os.listdir(drive / "top" / "a")
+
+
+def test_o_sync_writes_are_on_the_server_when_write_returns(daemon, samba, user_share):
+    drive = daemon.use("q", user_share)
+    fd = os.open(drive / "sync.bin", os.O_WRONLY | os.O_CREAT | os.O_SYNC, 0o644)
+    try:
+        for n in range(3):
+            block = os.urandom(1 << 20)
+            os.write(fd, block)
+            # Before any close or fsync: no write-behind for O_SYNC.
+            assert (samba.base / "user" / "sync.bin").read_bytes()[n << 20:] == block
+    finally:
+        os.close(fd)
