@@ -5,7 +5,7 @@ import Redirector
 /// A file SMBShare opened: the worker that opened it, the other workers it was opened on
 /// since, and the data on its way in (read-ahead) and out (write-behind). Over a network the
 /// round trip, not the bytes, bounds one request at a time; both move data in batches of
-/// megabytes instead, several at once on different workers.
+/// megabytes instead, read-ahead several at once on different workers.
 final class SMBFile: Sendable {
     let worker: Int
     let path: String
@@ -32,7 +32,7 @@ final class SMBFile: Sendable {
         self.path = path
         self.flags = flags
         state = Monitor(State(opens: [worker: open], readAhead: ReadAhead(lanes: workers),
-                              writeBehind: WriteBehind(lanes: 1)))
+                              writeBehind: WriteBehind()))
     }
 }
 
@@ -147,26 +147,20 @@ struct ReadAhead {
     }
 }
 
-/// Writes gathered while earlier batches are on their way to the share, then sent as one:
-/// a batch grows with the round trip, and nothing waits while the wire is idle. Batches go
-/// out on several workers at once, but never two that overlap. A flush, an fsync or a close
-/// waits until all is on the share and answers the first failure.
+/// Writes gathered while the previous batch is on its way to the share, then sent as one:
+/// a batch grows with the round trip, and nothing waits while the wire is idle. One courier
+/// sends, on the file's own worker, so batches reach the share in order. A flush, an fsync
+/// or a close waits until all is on the share and answers the first failure.
 struct WriteBehind {
     static let largestBatch = 8 << 20
 
     private(set) var gathered: [UInt8] = []
     private(set) var offset: off_t = 0
-    /// Batches on their way, each sent by a courier that then takes the next one.
-    private(set) var sending: [(offset: off_t, count: Int)] = []
-    /// Which lanes (workers) have a courier sending for this file.
-    private var lanesInUse: [Bool]
+    /// A courier is sending: it takes each gathered batch until none is left.
+    private(set) var sending = false
     var failure: Errno?
 
-    init(lanes: Int) {
-        lanesInUse = Array(repeating: false, count: max(1, lanes))
-    }
-
-    var isIdle: Bool { !lanesInUse.contains(true) }
+    var isIdle: Bool { !sending }
 
     /// A write at `position` may join what is gathered: it is contiguous and fits, or
     /// nothing is gathered.
@@ -174,33 +168,24 @@ struct WriteBehind {
         gathered.isEmpty || (position == offset + off_t(gathered.count) && gathered.count + count <= Self.largestBatch)
     }
 
-    /// Gathers the bytes; answers the lane of a courier to start when every courier
-    /// already started is busy with a batch and a lane is free.
-    mutating func gather(_ bytes: UnsafeRawBufferPointer, at position: off_t) -> Int? {
+    /// Gathers the bytes; true when a courier must be started to send them.
+    mutating func gather(_ bytes: UnsafeRawBufferPointer, at position: off_t) -> Bool {
         if gathered.isEmpty {
             offset = position
             gathered.reserveCapacity(max(bytes.count, 1 << 20))
         }
         gathered.append(contentsOf: bytes)
-        guard lanesInUse.filter({ $0 }).count == sending.count, let lane = lanesInUse.firstIndex(of: false) else { return nil }
-        lanesInUse[lane] = true
-        return lane
+        defer { sending = true }
+        return !sending
     }
 
-    /// The next batch for the courier of `lane`, or nil when it may stop: nothing is
-    /// gathered, or what is overlaps a batch on its way (whose courier will take it).
-    mutating func takeBatch(lane: Int) -> (offset: off_t, bytes: [UInt8])? {
-        let end = offset + off_t(gathered.count)
-        guard !gathered.isEmpty, !sending.contains(where: { $0.offset < end && offset < $0.offset + off_t($0.count) }) else {
-            lanesInUse[lane] = false
+    /// The next batch to send, or nil when all is sent (the courier stops).
+    mutating func takeBatch() -> (offset: off_t, bytes: [UInt8])? {
+        guard !gathered.isEmpty else {
+            sending = false
             return nil
         }
         defer { gathered = [] }
-        sending.append((offset, gathered.count))
         return (offset, gathered)
-    }
-
-    mutating func sent(at position: off_t) {
-        if let index = sending.firstIndex(where: { $0.offset == position }) { sending.remove(at: index) }
     }
 }

@@ -380,7 +380,7 @@ public final class SMBShare: ShareBackend {
         let file = try file(handle)
         forgetReadAhead(file.path, besides: file)
         defer { listingAhead.forget(parentOf: file.path) }
-        let lane = try file.state.withLock(when: { $0.writeBehind.accepts(buffer.count, at: offset) }) { (state) throws(Errno) in
+        let start = try file.state.withLock(when: { $0.writeBehind.accepts(buffer.count, at: offset) }) { (state) throws(Errno) in
             state.readAhead.forget()
             if let failure = state.writeBehind.failure {
                 state.writeBehind.failure = nil
@@ -388,39 +388,32 @@ public final class SMBShare: ShareBackend {
             }
             return state.writeBehind.gather(buffer, at: offset)
         }
-        if let lane {
+        if start {
             writing.add(1, ordering: .releasing)
-            couriers[worker(of: file, lane: lane)].send { [self] in sendBehind(file, lane: lane) }
+            couriers[file.worker].send { [self] in sendBehind(file) }
         }
         return buffer.count
     }
 
-    private func writeThrough(_ file: SMBFile, _ buffer: UnsafeRawBufferPointer, at offset: off_t, lane: Int = 0) throws(Errno) -> Int {
-        try onFile(file, lane: lane) { (channel, remote) throws(Errno) in
-            var reply = try channel.request(.write, tail: buffer) { message in
-                message.u32(remote)
-                message.i64(Int64(offset))
-                message.u32(UInt32(buffer.count))
-            }
-            return Int(try reply.u32())
-        }
-    }
-
-    /// A courier's part of write-behind: sends batches on its lane until none is left to take.
-    private func sendBehind(_ file: SMBFile, lane: Int) {
-        var batch = file.state.withLock { $0.writeBehind.takeBatch(lane: lane) }
-        while let (offset, bytes) = batch {
+    /// A courier's part of write-behind: sends what is gathered until nothing is.
+    private func sendBehind(_ file: SMBFile) {
+        while let (offset, bytes) = file.state.withLock({ $0.writeBehind.takeBatch() }) {
             do throws(Errno) {
                 let written = try bytes.withUnsafeBytes { bytes in
-                    Result { () throws(Errno) in try writeThrough(file, bytes, at: offset, lane: lane) }
+                    Result { () throws(Errno) in
+                        try onFile(file) { (channel, remote) throws(Errno) in
+                            var reply = try channel.request(.write, tail: bytes) { message in
+                                message.u32(remote)
+                                message.i64(Int64(offset))
+                                message.u32(UInt32(bytes.count))
+                            }
+                            return Int(try reply.u32())
+                        }
+                    }
                 }.get()
                 if written != bytes.count { throw Errno(EIO) }
             } catch {
                 file.state.withLock { $0.writeBehind.failure = $0.writeBehind.failure ?? error }
-            }
-            batch = file.state.withLock { state in
-                state.writeBehind.sent(at: offset)
-                return state.writeBehind.takeBatch(lane: lane)
             }
         }
         writing.subtract(1, ordering: .releasing)

@@ -203,20 +203,16 @@ private func entryParameters(_ entry: Redirector.Entry, timeout: Double) -> fuse
     var parameters = fuse_entry_param()
     parameters.ino = entry.node
     parameters.attr = entry.attributes
-    let trusted = entry.timeout.map { min(seconds($0), timeout) } ?? timeout
+    let trusted = entry.timeout.map { min($0.seconds, timeout) } ?? timeout
     parameters.attr_timeout = trusted
     parameters.entry_timeout = trusted
     return parameters
 }
 
-private func seconds(_ duration: Duration) -> Double {
-    let (seconds, attoseconds) = duration.components
-    return Double(seconds) + Double(attoseconds) / 1e18
-}
 
 extension Redirector {
     /// How long the kernel may trust attributes and names without asking again.
-    var kernelTimeout: Double { seconds(attributeTimeout) }
+    var kernelTimeout: Double { attributeTimeout.seconds }
 }
 
 private func entryReply(_ request: fuse_req_t, _ body: (Redirector) throws -> Redirector.Entry) {

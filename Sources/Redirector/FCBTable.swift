@@ -251,7 +251,7 @@ struct FCBTable {
 }
 
 extension Duration {
-    var seconds: Double {
+    public var seconds: Double {
         let (whole, attoseconds) = components
         return Double(whole) + Double(attoseconds) / 1e18
     }

@@ -50,7 +50,10 @@ public final class Redirector: Sendable {
     private let directories = Mutex(DirectorySnapshots())
     /// Set by a forced delete: from then on every request answers EIO.
     private let revoked = Atomic(false)
-    private let refresher = AttributeRefresher()
+    /// Asks again, in the background, for the attributes of nodes in use; `refreshing`
+    /// holds the nodes it has queued, so that each is asked once.
+    private let refresher = Courier()
+    private let refreshing = Mutex(Set<UInt64>())
 
     /// The only user (besides root) whose requests the drive serves, when the mount lets
     /// every user in (allow_other); nil when the kernel already keeps others out.
@@ -102,8 +105,9 @@ public final class Redirector: Sendable {
     /// so that it is fresh before anyone must wait for it. An answer is recorded only if
     /// nothing was written to the node in the meantime, and it counts from when it was asked.
     private func refreshAhead(_ node: UInt64, age: Duration) {
-        guard age * 2 >= attributeTimeout else { return }
-        refresher.request(node) { [self] in
+        guard age * 2 >= attributeTimeout, refreshing.withLock({ $0.insert(node).inserted }) else { return }
+        refresher.speculate({ [self] in
+            defer { _ = refreshing.withLock { $0.remove(node) } }
             guard let (path, generation) = nodes.withLock({ table -> (String, UInt64)? in
                 guard let path = try? table.path(of: node), let generation = table.generation(of: node) else { return nil }
                 return (path, generation)
@@ -113,7 +117,7 @@ public final class Redirector: Sendable {
             nodes.withLock { table in
                 if (try? table.path(of: node)) == path { table.record(attributes, of: node, at: asked, generation: generation) }
             }
-        }
+        }, cancel: { [self] in _ = refreshing.withLock { $0.remove(node) } })
     }
 
     /// Counts a reference the kernel takes, with the attributes it is told (READDIRPLUS

@@ -68,26 +68,23 @@ import Testing
 }
 
 @Suite struct WriteBehindTests {
-    var writeBehind = WriteBehind(lanes: 2)
+    var writeBehind = WriteBehind()
     let block = [UInt8](repeating: 1, count: 1 << 20)
 
-    private mutating func gather(at offset: off_t) -> Int? {
+    private mutating func gather(at offset: off_t) -> Bool {
         block.withUnsafeBytes { writeBehind.gather($0, at: offset) }
     }
 
     @Test mutating func contiguousWritesJoinOneBatchWhileTheWireIsBusy() {
-        #expect(gather(at: 0) == 0, "the first write starts a courier")
+        #expect(gather(at: 0), "the first write starts the courier")
         #expect(!writeBehind.isIdle)
-        let first = writeBehind.takeBatch(lane: 0)
+        let first = writeBehind.takeBatch()
         #expect(first?.offset == 0 && first?.bytes.count == 1 << 20)
-        #expect(gather(at: 1 << 20) == 1, "the first courier is busy: a second lane starts")
-        #expect(gather(at: 2 << 20) == nil)
-        let second = writeBehind.takeBatch(lane: 1)
+        #expect(!gather(at: 1 << 20), "the courier is busy: it takes the rest itself")
+        #expect(!gather(at: 2 << 20))
+        let second = writeBehind.takeBatch()
         #expect(second?.offset == 1 << 20 && second?.bytes.count == 2 << 20)
-        writeBehind.sent(at: 0)
-        #expect(writeBehind.takeBatch(lane: 0) == nil)
-        writeBehind.sent(at: 1 << 20)
-        #expect(writeBehind.takeBatch(lane: 1) == nil)
+        #expect(writeBehind.takeBatch() == nil)
         #expect(writeBehind.isIdle)
     }
 
@@ -96,17 +93,7 @@ import Testing
         #expect(writeBehind.accepts(1 << 20, at: 1 << 20))
         #expect(!writeBehind.accepts(1 << 20, at: 5 << 20))
         #expect(!writeBehind.accepts(WriteBehind.largestBatch, at: 1 << 20), "a batch has a largest size")
-        _ = writeBehind.takeBatch(lane: 0)
+        _ = writeBehind.takeBatch()
         #expect(writeBehind.accepts(1 << 20, at: 5 << 20))
-    }
-
-    @Test mutating func overlappingBatchesAreNeverOnTheWireTogether() {
-        _ = gather(at: 0)
-        _ = writeBehind.takeBatch(lane: 0)
-        #expect(gather(at: 0) == 1)  // a rewrite of the same range
-        #expect(writeBehind.takeBatch(lane: 1) == nil, "it must wait for the batch it overlaps")
-        writeBehind.sent(at: 0)
-        let rewrite = writeBehind.takeBatch(lane: 0)
-        #expect(rewrite?.offset == 0)
     }
 }
