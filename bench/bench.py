@@ -73,7 +73,7 @@ class Netuse:
 
     def use(self):
         self.ctl("use", "q", self.remote)
-        self.path = self.root / "q"
+        self.path = self.root / str(os.getuid()) / "q"
 
     def delete(self):
         self.ctl("delete", "q")

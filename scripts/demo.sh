@@ -34,10 +34,10 @@ step "Map the local share $share to Q:"
 show "$bin/netusectl" use q "$share"
 
 step "Read a file of the share through Q:"
-show cat "$root/q/readme.txt"
+show cat "$root/0/q/readme.txt"
 
 step "Write a file through Q: and find it on the share"
-show sh -c "echo 'Written through Q:' > '$root/q/hello.txt'"
+show sh -c "echo 'Written through Q:' > '$root/0/q/hello.txt'"
 show cat "$share/hello.txt"
 
 step "List the connections"

@@ -4,44 +4,40 @@ import NetUseCore
 import Redirector
 
 /// A directory on this machine served as a share: the embedded default backend.
-/// Every call is relative to a descriptor of the top directory, so the share keeps
-/// working on the directory it was mapped to even if its path is renamed.
+///
+/// Every call is made relative to a descriptor of the top directory and resolves its path
+/// beneath it without following any symlink (openat2's RESOLVE_BENEATH and
+/// RESOLVE_NO_SYMLINKS for the directories, *at calls that do not follow for the last name),
+/// so that nothing done on the directory itself, such as swapping a subdirectory for a
+/// symlink, can lead a call outside the share. Run as root, the daemon makes each call with
+/// the requesting thread's identity (see `RequestIdentity`), so the kernel checks it as
+/// it would check the user's own call; files the user creates are theirs by that alone.
 public final class LocalShare: ShareBackend {
     private let top: Int32
-    /// A daemon running as root creates files for the caller, as a local filesystem would.
-    private let givesOwnership = geteuid() == 0
+    public let actsAsCaller = ThreadCredentials.canSwitch
 
-    /// Opens the directory, answering what `net use` would for a missing or unusable share.
-    public init(directory: String, caller: Caller) throws(NetError) {
-        var attributes = stat()
-        if fstatat(AT_FDCWD, directory, &attributes, 0) != 0 {
-            switch errno {
-            case EACCES: throw NetError(.accessDenied, detail: ["\(directory): permission denied."])
-            default: throw NetError(.badNetPath, detail: ["\(directory): \(String(cString: strerror(errno)))."])
+    /// Opens the directory as `caller` would, so that every directory above it is checked
+    /// with the caller's own permissions; answers what `net use` would when that fails.
+    public init(directory: String, caller: Identity) throws(NetError) {
+        let opened = ThreadCredentials.acting(as: caller) { () -> (fd: Int32, error: Int32) in
+            let fd = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            guard fd >= 0 else { return (fd, errno) }
+            // A share is read and searched: both, as the caller, or no drive.
+            guard netuse_access_fd(fd, R_OK | X_OK) == 0 else {
+                let error = errno
+                Glibc.close(fd)
+                return (-1, error)
+            }
+            return (fd, 0)
+        }
+        guard opened.fd >= 0 else {
+            switch opened.error {
+            case EACCES, EPERM: throw NetError(.accessDenied, detail: ["\(directory): permission denied."])
+            case ENOTDIR: throw NetError(.badNetName, detail: ["\(directory) is not a directory."])
+            default: throw NetError(.badNetPath, detail: ["\(directory): \(Errno(opened.error))."])
             }
         }
-        guard attributes.st_mode & S_IFMT == S_IFDIR else {
-            throw NetError(.badNetName, detail: ["\(directory) is not a directory."])
-        }
-        guard Self.allows(caller, toEnter: attributes) else {
-            throw NetError(.accessDenied, detail: ["\(directory): user \(caller.uid) may not read it."])
-        }
-        let fd = Glibc.open(directory, NETUSE_O_PATH | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw NetError(.badNetPath, detail: ["\(directory): \(String(cString: strerror(errno)))."])
-        }
-        top = fd
-    }
-
-    /// Read and search permission on the top directory by owner, group and other bits.
-    /// The kernel checks everything below it through `default_permissions`.
-    static func allows(_ caller: Caller, toEnter attributes: stat) -> Bool {
-        if caller.uid == 0 { return true }
-        let needed: mode_t = 0o5
-        let mode = attributes.st_mode
-        if attributes.st_uid == caller.uid { return (mode >> 6) & needed == needed }
-        if attributes.st_gid == caller.gid { return (mode >> 3) & needed == needed }
-        return mode & needed == needed
+        top = opened.fd
     }
 
     deinit { Glibc.close(top) }
@@ -52,7 +48,13 @@ public final class LocalShare: ShareBackend {
 
     public func attributes(of path: String) throws(Errno) -> stat {
         var attributes = stat()
-        _ = try systemCall { fstatat(top, relative(path), &attributes, AT_SYMLINK_NOFOLLOW) }
+        if path.isEmpty {
+            _ = try systemCall { fstat(top, &attributes) }
+        } else {
+            try withParent(path) { (directory, name) throws(Errno) in
+                _ = try systemCall { fstatat(directory, name, &attributes, AT_SYMLINK_NOFOLLOW) }
+            }
+        }
         return attributes
     }
 
@@ -63,13 +65,17 @@ public final class LocalShare: ShareBackend {
     }
 
     public func setAttributes(_ changes: AttributeChanges, of path: String, handle: BackendHandle?) throws(Errno) -> stat {
-        let fd = handle.map { Int32($0.rawValue) }
-        let name = relative(path)
+        // The top has a descriptor of its own.
+        let fd = handle.map { Int32($0.rawValue) } ?? (path.isEmpty ? top : nil)
         if let mode = changes.mode {
             if let fd {
                 _ = try systemCall { fchmod(fd, mode) }
             } else {
-                _ = try systemCall { fchmodat(top, name, mode, 0) }
+                // fchmodat follows a symlink in the last name, and an O_PATH descriptor
+                // takes no fchmod: the descriptor's /proc entry names exactly that file.
+                let file = try openBeneath(path, NETUSE_O_PATH)
+                defer { Glibc.close(file) }
+                _ = try systemCall { chmod("/proc/self/fd/\(file)", mode) }
             }
         }
         if changes.uid != nil || changes.gid != nil {
@@ -78,16 +84,18 @@ public final class LocalShare: ShareBackend {
             if let fd {
                 _ = try systemCall { fchown(fd, uid, gid) }
             } else {
-                _ = try systemCall { fchownat(top, name, uid, gid, AT_SYMLINK_NOFOLLOW) }
+                try withParent(path) { (directory, name) throws(Errno) in
+                    _ = try systemCall { fchownat(directory, name, uid, gid, AT_SYMLINK_NOFOLLOW) }
+                }
             }
         }
         if let size = changes.size {
             if let fd {
                 _ = try systemCall { ftruncate(fd, size) }
             } else {
-                let temporary = try systemCall { openat(top, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC) }
-                defer { Glibc.close(temporary) }
-                _ = try systemCall { ftruncate(temporary, size) }
+                let file = try openBeneath(path, O_WRONLY)
+                defer { Glibc.close(file) }
+                _ = try systemCall { ftruncate(file, size) }
             }
         }
         if changes.changesTimes {
@@ -95,15 +103,17 @@ public final class LocalShare: ShareBackend {
             if let fd {
                 _ = try systemCall { futimens(fd, times) }
             } else {
-                _ = try systemCall { utimensat(top, name, times, AT_SYMLINK_NOFOLLOW) }
+                try withParent(path) { (directory, name) throws(Errno) in
+                    _ = try systemCall { utimensat(directory, name, times, AT_SYMLINK_NOFOLLOW) }
+                }
             }
         }
-        if let handle { return try attributes(of: handle) }
+        if let fd { return try attributes(of: BackendHandle(Int64(fd))) }
         return try attributes(of: path)
     }
 
     public func list(_ path: String) throws(Errno) -> [DirectoryEntry] {
-        let fd = try systemCall { openat(top, relative(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        let fd = try openBeneath(path, O_RDONLY | O_DIRECTORY)
         guard let directory = fdopendir(fd) else {
             let error = Errno.current
             Glibc.close(fd)
@@ -131,20 +141,34 @@ public final class LocalShare: ShareBackend {
     // MARK: file data
 
     public func open(_ path: String, flags: Int32) throws(Errno) -> BackendHandle {
-        let fd = try systemCall { openat(top, relative(path), (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_NOFOLLOW | O_CLOEXEC) }
-        return BackendHandle(Int64(fd))
+        BackendHandle(Int64(try openBeneath(path, flags & Self.openFlags)))
     }
 
     public func create(_ path: String, flags: Int32, mode: mode_t, caller: Caller) throws(Errno) -> BackendHandle {
-        let fd = try systemCall { openat(top, path, flags | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode) }
-        do {
-            try giveOwnership(path, to: caller)
-        } catch {
-            Glibc.close(fd)
-            _ = unlinkat(top, path, 0)
-            throw error
+        let fd = try withParent(path) { (directory, name) throws(Errno) in
+            try systemCall { openat(directory, name, flags | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode) }
         }
         return BackendHandle(Int64(fd))
+    }
+
+    /// What an open passes on to the directory. The kernel's own bits (an exec's
+    /// __FMODE_EXEC) and creation flags go no further: openat2 refuses bits it does not know.
+    static let openFlags: Int32 = O_ACCMODE | O_APPEND | O_NONBLOCK | O_SYNC | O_DSYNC | O_TRUNC | O_NOFOLLOW
+        | O_DIRECTORY | NETUSE_O_DIRECT | NETUSE_O_NOATIME | NETUSE_O_LARGEFILE
+
+    /// Whether the thread's identity may open the file so now (faccessat2 with AT_EACCESS
+    /// asks with the fsuid and groups, as open would).
+    public func checkAccess(_ path: String, flags: Int32) throws(Errno) {
+        guard actsAsCaller else { return }
+        let file = try openBeneath(path, NETUSE_O_PATH)
+        defer { Glibc.close(file) }
+        var mode: Int32 = 0
+        switch flags & O_ACCMODE {
+        case O_WRONLY: mode = W_OK
+        case O_RDWR: mode = R_OK | W_OK
+        default: mode = R_OK
+        }
+        _ = try systemCall { netuse_access_fd(file, mode) }
     }
 
     public func read(_ handle: BackendHandle, into buffer: UnsafeMutableRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
@@ -177,40 +201,47 @@ public final class LocalShare: ShareBackend {
     // MARK: names
 
     public func makeDirectory(_ path: String, mode: mode_t, caller: Caller) throws(Errno) {
-        _ = try systemCall { mkdirat(top, path, mode) }
-        try giveOwnershipOrUndo(path, to: caller, directory: true)
+        try withParent(path) { (directory, name) throws(Errno) in _ = try systemCall { mkdirat(directory, name, mode) } }
     }
 
     public func makeNode(_ path: String, mode: mode_t, device: dev_t, caller: Caller) throws(Errno) {
-        _ = try systemCall { mknodat(top, path, mode, device) }
-        try giveOwnershipOrUndo(path, to: caller, directory: false)
+        try withParent(path) { (directory, name) throws(Errno) in _ = try systemCall { mknodat(directory, name, mode, device) } }
     }
 
     public func removeDirectory(_ path: String) throws(Errno) {
-        _ = try systemCall { unlinkat(top, path, AT_REMOVEDIR) }
+        try withParent(path) { (directory, name) throws(Errno) in _ = try systemCall { unlinkat(directory, name, AT_REMOVEDIR) } }
     }
 
     public func unlink(_ path: String) throws(Errno) {
-        _ = try systemCall { unlinkat(top, path, 0) }
+        try withParent(path) { (directory, name) throws(Errno) in _ = try systemCall { unlinkat(directory, name, 0) } }
     }
 
     public func rename(_ from: String, to: String, flags: RenameFlags) throws(Errno) {
-        _ = try systemCall { netuse_renameat2(top, from, top, to, flags.rawValue) }
+        try withParent(from) { (fromDirectory, fromName) throws(Errno) in
+            try withParent(to) { (toDirectory, toName) throws(Errno) in
+                _ = try systemCall { netuse_renameat2(fromDirectory, fromName, toDirectory, toName, flags.rawValue) }
+            }
+        }
     }
 
     public func symlink(target: String, at path: String, caller: Caller) throws(Errno) {
-        _ = try systemCall { symlinkat(target, top, path) }
-        try giveOwnershipOrUndo(path, to: caller, directory: false)
+        try withParent(path) { (directory, name) throws(Errno) in _ = try systemCall { symlinkat(target, directory, name) } }
     }
 
     public func readLink(_ path: String) throws(Errno) -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let count = try systemCall { readlinkat(top, path, &buffer, buffer.count - 1) }
+        let count = try withParent(path) { (directory, name) throws(Errno) in
+            try systemCall { readlinkat(directory, name, &buffer, buffer.count - 1) }
+        }
         return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     public func link(_ existing: String, to newPath: String) throws(Errno) {
-        _ = try systemCall { linkat(top, existing, top, newPath, 0) }
+        try withParent(existing) { (fromDirectory, fromName) throws(Errno) in
+            try withParent(newPath) { (toDirectory, toName) throws(Errno) in
+                _ = try systemCall { linkat(fromDirectory, fromName, toDirectory, toName, 0) }
+            }
+        }
     }
 
     public func statistics() throws(Errno) -> statvfs {
@@ -219,27 +250,20 @@ public final class LocalShare: ShareBackend {
         return result
     }
 
-    // MARK: helpers
+    // MARK: resolution
 
-    private func relative(_ path: String) -> String { path.isEmpty ? "." : path }
-
-    /// New names belong to the caller: its uid, and its gid unless the parent directory
-    /// is set-group-ID, which passes its own group on.
-    private func giveOwnership(_ path: String, to caller: Caller) throws(Errno) {
-        guard givesOwnership, caller.uid != 0 || caller.gid != 0 else { return }
-        var parent = stat()
-        let parentPath = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-        _ = try systemCall { fstatat(top, parentPath, &parent, 0) }
-        let gid = parent.st_mode & S_ISGID != 0 ? gid_t.max : caller.gid
-        _ = try systemCall { fchownat(top, path, caller.uid, gid, AT_SYMLINK_NOFOLLOW) }
+    /// A descriptor of `path` ("" is the top) reached beneath the top through no symlink;
+    /// a symlink as the last name is refused (ELOOP) unless `flags` asks for O_PATH|O_NOFOLLOW.
+    private func openBeneath(_ path: String, _ flags: Int32) throws(Errno) -> Int32 {
+        try systemCall { netuse_open_beneath(top, path.isEmpty ? "." : path, flags | O_CLOEXEC, 0) }
     }
 
-    private func giveOwnershipOrUndo(_ path: String, to caller: Caller, directory: Bool) throws(Errno) {
-        do {
-            try giveOwnership(path, to: caller)
-        } catch {
-            _ = unlinkat(top, path, directory ? AT_REMOVEDIR : 0)
-            throw error
-        }
+    /// Runs `body` with a descriptor of the path's directory (reached as `openBeneath` does)
+    /// and the path's last name, for the *at call that names it without following it.
+    private func withParent<T>(_ path: String, _ body: (Int32, String) throws(Errno) -> T) throws(Errno) -> T {
+        guard let slash = path.lastIndex(of: "/") else { return try body(top, path) }
+        let directory = try openBeneath(String(path[..<slash]), NETUSE_O_PATH | O_DIRECTORY)
+        defer { Glibc.close(directory) }
+        return try body(directory, String(path[path.index(after: slash)...]))
     }
 }

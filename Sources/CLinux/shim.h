@@ -6,11 +6,15 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <string.h>
+#include <linux/openat2.h>
+#include <sys/fsuid.h>
+#include <fcntl.h>
 
 /* Open flags behind _GNU_SOURCE (values of the generic and x86 ABIs). */
 #define NETUSE_O_PATH    010000000
 #define NETUSE_O_DIRECT  040000
 #define NETUSE_O_NOATIME 01000000
+#define NETUSE_O_LARGEFILE 0100000
 
 #define NETUSE_RENAME_NOREPLACE (1u << 0)
 #define NETUSE_RENAME_EXCHANGE  (1u << 1)
@@ -18,6 +22,27 @@
 static inline int netuse_renameat2(int olddirfd, const char *oldpath,
                                    int newdirfd, const char *newpath, unsigned int flags) {
     return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, flags);
+}
+
+/// openat2(2): resolution that stays beneath `dirfd` and follows no symlink, whatever the path says.
+static inline int netuse_open_beneath(int dirfd, const char *path, int flags, mode_t mode) {
+    struct open_how how = { .flags = (unsigned long long)flags, .mode = (flags & (O_CREAT | 020000000 /* O_TMPFILE */)) ? mode : 0,
+                            .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+}
+
+/* The calling thread's file-system identity. Linux keeps fsuid, fsgid and the supplementary
+   groups per thread; glibc's setgroups() changes every thread of the process (it broadcasts),
+   so the group list is set with the raw system call, which changes this thread alone. */
+static inline int netuse_thread_setgroups(size_t count, const gid_t *groups) {
+    return (int)syscall(SYS_setgroups, count, groups);
+}
+static inline uid_t netuse_setfsuid(uid_t uid) { return (uid_t)setfsuid(uid); }
+static inline gid_t netuse_setfsgid(gid_t gid) { return (gid_t)setfsgid(gid); }
+
+/// faccessat2(2) with AT_EACCESS checks with the thread's fsuid, fsgid and groups.
+static inline int netuse_access_fd(int fd, int mode) {
+    return (int)syscall(SYS_faccessat2, fd, "", mode, 0x200 /* AT_EACCESS */ | 0x1000 /* AT_EMPTY_PATH */);
 }
 
 /// SO_PEERCRED without struct ucred (which needs _GNU_SOURCE).

@@ -15,9 +15,12 @@ public final class FUSEMount: @unchecked Sendable {
 
     public init(redirector: Redirector, mountpoint: String, fileSystemName: String, allowOther: Bool) throws(Errno) {
         self.mountpoint = mountpoint
-        // Commas separate mount options; libfuse's option parser takes "\," for a literal one.
-        var options = "fsname=\(fileSystemName.replacing(",", with: "\\,")),subtype=netuse,default_permissions"
+        // The name comes from users: it is written so that it holds no comma, backslash or
+        // other byte the option parser or the mount table reads as syntax, and the options
+        // that keep the mount safe come last, where nothing before them can undo them.
+        var options = "fsname=\(Self.safeName(fileSystemName)),subtype=netuse"
         if allowOther { options += ",allow_other" }
+        options += ",default_permissions,nosuid,nodev"
         let strings = ["netused", "-o", options]
         let argv = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: strings.count + 1)
         for (index, string) in strings.enumerated() { argv[index] = strdup(string) }
@@ -50,6 +53,20 @@ public final class FUSEMount: @unchecked Sendable {
             _ = fuse_session_loop_mt(session, config)
             fuse_loop_cfg_destroy(config)
         }
+    }
+
+    /// The mount source as the mount table shows it: printable ASCII but for the bytes
+    /// option strings and mountinfo treat as syntax, which are percent-encoded.
+    static func safeName(_ name: String) -> String {
+        var safe = ""
+        for byte in name.utf8 {
+            if byte > 0x20, byte < 0x7f, !",\\%#\"'=".utf8.contains(byte) {
+                safe.unicodeScalars.append(UnicodeScalar(byte))
+            } else {
+                safe += "%" + (byte < 16 ? "0" : "") + String(byte, radix: 16, uppercase: true)
+            }
+        }
+        return safe
     }
 
     /// Waits for the loop to end (the mount is gone, or the kernel connection closed),

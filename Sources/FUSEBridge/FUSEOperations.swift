@@ -177,13 +177,22 @@ private func redirector(_ request: fuse_req_t) -> Redirector {
 }
 
 /// The drive for a request by name, or nil (after answering EACCES) when the caller is
-/// neither the drive's owner nor root on a mount every user can reach. Requests on open
-/// handles are not checked: access was granted when the handle was opened.
+/// neither the drive's owner nor root on a mount every user can reach. On a drive that acts
+/// as its callers, the thread takes the requesting process's identity first. Requests on
+/// open handles are not checked: access was granted when the handle was opened.
 private func admitted(_ request: fuse_req_t) -> Redirector? {
     let drive = redirector(request)
     if let owner = drive.admittedUID {
         let uid = fuse_req_ctx(request)!.pointee.uid
         guard uid == owner || uid == 0 else {
+            fuse_reply_err(request, EACCES)
+            return nil
+        }
+    }
+    if drive.backend.actsAsCaller {
+        do {
+            try RequestIdentity.assume(for: request)
+        } catch {
             fuse_reply_err(request, EACCES)
             return nil
         }

@@ -28,11 +28,15 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var force: Bool?
     /// delete: seconds to wait for the drive to become idle.
     public var wait: Double?
+    /// use: one drive every user sees, each acting as themself (root only; `net use /global`).
+    public var global: Bool?
+    /// delete, refs: whose drive (root only); the caller's own, else the global one, without it.
+    public var owner: UInt32?
 
     public init(op: String, letter: String? = nil, remote: String? = nil, options: [String: String]? = nil,
                 user: String? = nil, password: String? = nil, domain: String? = nil,
                 persistent: Bool? = nil, credentialsFile: String? = nil, all: Bool? = nil,
-                force: Bool? = nil, wait: Double? = nil) {
+                force: Bool? = nil, wait: Double? = nil, global: Bool? = nil, owner: UInt32? = nil) {
         self.v = ControlProtocol.version
         self.op = op
         self.letter = letter
@@ -46,6 +50,8 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         self.all = all
         self.force = force
         self.wait = wait
+        self.global = global
+        self.owner = owner
     }
 
     public func encodedLine() -> [UInt8] { Array(try! JSONEncoder().encode(self)) + [UInt8(ascii: "\n")] }
@@ -92,24 +98,26 @@ public struct UseRequest: Equatable, Sendable {
     public var credentials: Credentials
     public var persistent: Bool
     public var credentialsFile: String?
+    public var global: Bool
 
     public init(letter: LetterChoice, remote: Remote, options: [String: String] = [:], credentials: Credentials = Credentials(),
-                persistent: Bool = false, credentialsFile: String? = nil) {
+                persistent: Bool = false, credentialsFile: String? = nil, global: Bool = false) {
         self.letter = letter
         self.remote = remote
         self.options = options
         self.credentials = credentials
         self.persistent = persistent
         self.credentialsFile = credentialsFile
+        self.global = global
     }
 }
 
 /// A request checked and parsed: what the daemon acts on.
 public enum ControlOperation: Equatable, Sendable {
     case use(UseRequest)
-    case delete(DriveLetter, force: Bool, wait: Duration)
+    case delete(DriveLetter, force: Bool, wait: Duration, owner: UInt32? = nil)
     case list(all: Bool)
-    case refs(DriveLetter)
+    case refs(DriveLetter, owner: UInt32? = nil)
 
     /// Parses one request line; every way it can be wrong is a `NetError` the client can print.
     public init(line: [UInt8]) throws(NetError) {
@@ -126,6 +134,7 @@ public enum ControlOperation: Equatable, Sendable {
         guard request.v == ControlProtocol.version else {
             throw NetError(.invalidParameter, detail: ["Protocol version \(request.v) is not spoken here; this daemon speaks version \(ControlProtocol.version)."])
         }
+        try Self.checkText(request)
         switch request.op {
         case "use":
             let letterText = try Self.required(request.letter, "letter")
@@ -144,20 +153,36 @@ public enum ControlOperation: Equatable, Sendable {
                 throw NetError(.invalidParameter, detail: ["The credentials file must be an absolute path, not \(file)."])
             }
             self = .use(UseRequest(letter: choice, remote: remote, options: request.options ?? [:], credentials: credentials,
-                                   persistent: request.persistent ?? false, credentialsFile: request.credentialsFile))
+                                   persistent: request.persistent ?? false, credentialsFile: request.credentialsFile,
+                                   global: request.global ?? false))
         case "delete":
             let wait = request.wait ?? 0
             guard wait >= 0, wait <= 3600 else {
                 throw NetError(.invalidParameter, detail: ["'wait' takes 0 to 3600 seconds."])
             }
             self = .delete(try Self.letter(try Self.required(request.letter, "letter")),
-                           force: request.force ?? false, wait: .milliseconds(Int64(wait * 1000)))
+                           force: request.force ?? false, wait: .milliseconds(Int64(wait * 1000)), owner: request.owner)
         case "list":
             self = .list(all: request.all ?? false)
         case "refs":
-            self = .refs(try Self.letter(try Self.required(request.letter, "letter")))
+            self = .refs(try Self.letter(try Self.required(request.letter, "letter")), owner: request.owner)
         default:
             throw NetError(.notSupported, detail: ["Unknown operation '\(request.op)'."])
+        }
+    }
+
+    /// Every name a user sends may end in a mount option, a path, a log line or another
+    /// program's argument: none may carry a control character (NUL cuts C strings short,
+    /// newlines forge log lines). A password may hold anything but NUL.
+    private static func checkText(_ request: ControlRequest) throws(NetError) {
+        var named: [(String, String?)] = [("letter", request.letter), ("remote", request.remote), ("user", request.user),
+                                          ("domain", request.domain), ("credentialsFile", request.credentialsFile)]
+        for (key, value) in request.options ?? [:] { named += [("option", key), ("option " + key, value)] }
+        for case let (field, text?) in named where text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) {
+            throw NetError(.invalidParameter, detail: ["The \(field) holds a control character."])
+        }
+        if let password = request.password, password.utf8.contains(0) {
+            throw NetError(.invalidParameter, detail: ["The password holds a NUL character."])
         }
     }
 
@@ -181,13 +206,16 @@ public struct DriveStatus: Codable, Sendable, Equatable {
     public var mountpoint: String
     public var status: String
     public var owner: UInt32
+    /// Seen by every user, each acting as themself (`use --global`).
+    public var global: Bool?
     /// FileHandles the kernel holds: open files.
     public var openHandles: Int
     /// ServerOpens only the cache holds: never active.
     public var deferredHandles: Int
 
     public init(letter: String, remote: String, mountpoint: String, status: String, owner: UInt32,
-                openHandles: Int, deferredHandles: Int) {
+                openHandles: Int, deferredHandles: Int, global: Bool? = nil) {
+        self.global = global
         self.letter = letter
         self.remote = remote
         self.mountpoint = mountpoint

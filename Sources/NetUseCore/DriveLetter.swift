@@ -4,11 +4,14 @@ public struct DriveLetter: Hashable, Comparable, Sendable, CustomStringConvertib
     public let name: String
 
     public init?(_ text: String) {
-        var body = Substring(text)
-        if body.hasSuffix(":") { body = body.dropLast() }
-        guard body.count == 1, let scalar = body.lowercased().unicodeScalars.first,
-              ("a"..."z").contains(scalar) else { return nil }
-        name = String(scalar)
+        // ASCII bytes only: case mapping would turn other scripts' letters (the Kelvin sign
+        // is a K) into these.
+        var bytes = Array(text.utf8)
+        if bytes.last == UInt8(ascii: ":") { bytes.removeLast() }
+        guard bytes.count == 1, case let byte = bytes[0] | 0x20, (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) else {
+            return nil
+        }
+        name = String(UnicodeScalar(byte))
     }
 
     public static let all: [DriveLetter] = "abcdefghijklmnopqrstuvwxyz".map { DriveLetter(String($0))! }

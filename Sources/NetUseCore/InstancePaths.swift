@@ -8,7 +8,23 @@ public enum InstancePaths {
     public static func defaultRoot(uid: uid_t = geteuid(), environment: [String: String]) -> String {
         if uid == 0 { return "/run/netuse" }
         if let runtime = environment["XDG_RUNTIME_DIR"], !runtime.isEmpty { return runtime + "/netuse" }
-        return "/tmp/netuse-\(uid)"
+        return fallbackRoot(uid: uid)
+    }
+
+    /// The folder of a socket path that lies in the world-writable fallback `/tmp/netuse-UID`,
+    /// where anyone could have made it first; nil for any other path.
+    public static func sharedFallback(of socketPath: String, uid: uid_t = getuid()) -> String? {
+        let folder = fallbackRoot(uid: uid)
+        return socketPath == socket(inRoot: folder) ? folder : nil
+    }
+
+    static func fallbackRoot(uid: uid_t) -> String { "/tmp/netuse-\(uid)" }
+
+    /// A real directory (not a symlink) that `uid` owns and nobody else may enter or change.
+    public static func isPrivate(_ folder: String, to uid: uid_t) -> Bool {
+        var attributes = stat()
+        return lstat(folder, &attributes) == 0 && attributes.st_mode & S_IFMT == S_IFDIR
+            && attributes.st_uid == uid && attributes.st_mode & 0o077 == 0
     }
 
     public static func socket(inRoot root: String) -> String { root + "/" + socketName }

@@ -27,6 +27,8 @@ public enum Daemon {
     public static func run(root: String, stateDirectory: String?, retryInterval: Duration) throws(StartError) {
         let notifier = ServiceNotifier(environment: InstancePaths.environment())
         umask(0)  // modes come from the kernel with the caller's umask already applied
+        try checkActingAsCallers()
+        raiseDescriptorLimit()
         try prepare(root: root)
         if let stateDirectory {
             try prepare(root: stateDirectory)
@@ -48,14 +50,17 @@ public enum Daemon {
         } catch {
             throw .setup("cannot listen on \(socketPath): \(error)")
         }
-        // Clients may connect already (the socket listens); they are answered once the
-        // persistent drives are back, and only then is the service ready.
-        drives.restore()
+        // Clients are answered at once; drives being restored show as Restoring. The
+        // service is ready once each has been tried. Neither waits on a share, and the
+        // stop signals are taken meanwhile.
         server.start()
         drives.startScavenger()
-        drives.startRetrying(every: retryInterval)
         Log.info("listening on \(socketPath)")
-        notifier.send("READY=1\nSTATUS=Serving \(socketPath)")
+        SystemThread.detach {
+            drives.restore()
+            drives.startRetrying(every: retryInterval)
+            notifier.send("READY=1\nSTATUS=Serving \(socketPath)")
+        }
 
         var set = stopSignalSet()
         var received: Int32 = 0
@@ -64,6 +69,29 @@ public enum Daemon {
         notifier.send("STOPPING=1")
         server.stop()
         drives.shutdown()
+    }
+
+    /// The system instance makes every call on a local share as the user who asks: without
+    /// the capabilities to switch a thread's identity (CAP_SETUID, CAP_SETGID) it would act
+    /// as root for everyone, so it does not start.
+    private static func checkActingAsCallers() throws(StartError) {
+        guard ThreadCredentials.canSwitch else { return }
+        let nobody = Identity(uid: 65534, gid: 65534, groups: [65534])
+        do {
+            try ThreadCredentials.assume(nobody)
+            try ThreadCredentials.assume(ThreadCredentials.daemon)
+        } catch {
+            throw .setup("cannot act as the users it serves (setfsuid, setgroups: \(error)); give it CAP_SETUID and CAP_SETGID")
+        }
+    }
+
+    /// Every open file and deferred handle of every user is a descriptor of this process:
+    /// take all the system allows (the unit sets LimitNOFILE).
+    private static func raiseDescriptorLimit() {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
     }
 
     private static let stopSignals = [SIGTERM, SIGINT, SIGHUP]
@@ -84,12 +112,24 @@ public enum Daemon {
         return nil
     }
 
+    /// Makes the directory and those above it. A user's own instance keeps its directory
+    /// private (0700) and refuses one it does not own or that others may enter, such as a
+    /// `/tmp` fallback somebody else made first.
     public static func prepare(root: String) throws(StartError) {
         var path = ""
         for component in root.split(separator: "/") {
             path += "/" + component
             if mkdir(path, 0o755) != 0 && errno != EEXIST {
                 throw .setup("cannot make \(path): \(Errno.current)")
+            }
+        }
+        if geteuid() != 0 {
+            var attributes = stat()
+            if lstat(root, &attributes) == 0, attributes.st_uid == geteuid(), attributes.st_mode & S_IFMT == S_IFDIR {
+                chmod(root, 0o700)
+            }
+            guard InstancePaths.isPrivate(root, to: geteuid()) else {
+                throw .setup("\(root) is not a directory of this user's that only they may use")
             }
         }
     }

@@ -6,7 +6,8 @@ import Redirector
 
 /// One connection: a letter, its share, its owner, and the FUSE mount that serves it.
 final class Drive: Sendable {
-    let letter: DriveLetter
+    let key: DriveKey
+    var letter: DriveLetter { key.letter }
     let remote: Remote
     let owner: uid_t
     /// The user name an SMB drive connected as ("" for guest and local shares).
@@ -14,8 +15,8 @@ final class Drive: Sendable {
     let redirector: Redirector
     let mount: FUSEMount
 
-    init(letter: DriveLetter, remote: Remote, owner: uid_t, account: String, redirector: Redirector, mount: FUSEMount) {
-        self.letter = letter
+    init(key: DriveKey, remote: Remote, owner: uid_t, account: String, redirector: Redirector, mount: FUSEMount) {
+        self.key = key
         self.remote = remote
         self.owner = owner
         self.account = account
@@ -27,9 +28,12 @@ final class Drive: Sendable {
         let state = state ?? redirector.backend.status
         return DriveStatus(letter: letter.description, remote: remote.description, mountpoint: mount.mountpoint,
                     status: state, owner: owner, openHandles: redirector.openHandleCount,
-                    deferredHandles: redirector.deferredCount)
+                    deferredHandles: redirector.deferredCount, global: key.owner == nil ? true : nil)
     }
 
-    /// Who may delete the drive or look at its references: its owner and root.
-    func allows(_ uid: uid_t) -> Bool { uid == 0 || uid == owner }
+    /// Who may delete the drive or look at its references: its owner and root; a global
+    /// drive, root alone.
+    func allows(_ uid: uid_t) -> Bool { uid == 0 || (key.owner != nil && uid == owner) }
+
+    var ownerName: String { key.owner == nil ? "every user (global)" : "uid \(owner)" }
 }

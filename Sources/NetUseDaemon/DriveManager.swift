@@ -5,22 +5,45 @@ import NetUseCore
 import Redirector
 import Synchronization
 
-/// The drives of one daemon instance. A letter is reserved while its drive is being
-/// connected, and a drive is marked while it is being deleted, so that slow work happens
-/// outside the lock and no second request can take the letter meanwhile.
+/// The drives of one daemon instance. As Windows keeps drive letters per logon session,
+/// every user has letters of their own (`ROOT/UID/q`); a global drive (`ROOT/global/q`)
+/// takes its letter from everyone. A letter is reserved while its drive is being connected,
+/// and a drive is marked while it is being deleted, so that slow work happens outside the
+/// lock and no second request can take the letter meanwhile.
 final class DriveManager: Sendable {
     private struct State {
-        var drives: [DriveLetter: Drive] = [:]
-        var reserved: Set<DriveLetter> = []
-        var deleting: Set<DriveLetter> = []
+        var drives: [DriveKey: Drive] = [:]
+        var reserved: Set<DriveKey> = []
+        var deleting: Set<DriveKey> = []
         /// Persistent drives, mounted or not, as the state file has them.
-        var records: [DriveLetter: DriveRecord] = [:]
+        var records: [DriveKey: DriveRecord] = [:]
         /// Persistent drives whose share could not be reached: retried in the background.
-        var unavailable: Set<DriveLetter> = []
+        var unavailable: Set<DriveKey> = []
+        /// Persistent drives not yet tried since the daemon started.
+        var restoring: Set<DriveKey> = []
         /// Told to every `list`: a state file that was corrupt and kept aside.
         var notice: String?
 
-        var taken: Set<DriveLetter> { reserved.union(drives.keys).union(unavailable) }
+        var allTaken: Set<DriveKey> { reserved.union(drives.keys).union(unavailable) }
+
+        /// Which drive a delete or refs names: another user's only for root, else the
+        /// caller's own letter, else the global one.
+        func key(_ letter: DriveLetter, caller: Caller, owner: uid_t?) throws(NetError) -> DriveKey {
+            if let owner {
+                guard caller.uid == 0 else { throw NetError(.accessDenied, detail: ["Only root may name another user's drive."]) }
+                return DriveKey(owner: owner, letter: letter)
+            }
+            let own = DriveKey(owner: caller.uid, letter: letter)
+            let global = DriveKey(owner: nil, letter: letter)
+            if drives[own] == nil && records[own] == nil && (drives[global] != nil || records[global] != nil) { return global }
+            return own
+        }
+
+        /// The letters a user cannot take: their own and the global ones. A global drive
+        /// needs a letter nobody has.
+        func taken(by owner: uid_t?) -> Set<DriveLetter> {
+            Set(allTaken.filter { owner == nil || $0.owner == nil || $0.owner == owner }.map(\.letter))
+        }
     }
 
     let root: String
@@ -37,6 +60,12 @@ final class DriveManager: Sendable {
         self.store = store
     }
 
+    /// Where a drive is mounted: a folder per user (and one for global drives) that the
+    /// daemon makes and owns, so that no user can put a symlink where a mount will go.
+    func mountpoint(of key: DriveKey) -> String {
+        root + "/" + key.folder + "/" + key.letter.name
+    }
+
     /// Closes deferred ServerOpens whose closetimeo ran out, ten times a second.
     func startScavenger() {
         SystemThread.detach { [self] in
@@ -51,54 +80,69 @@ final class DriveManager: Sendable {
 
     func use(_ request: UseRequest, caller: Caller) throws(NetError) -> DriveStatus {
         var record: DriveRecord?
+        let identity = Identity.of(caller)
+        if request.global {
+            guard caller.uid == 0, geteuid() == 0 else {
+                throw NetError(.accessDenied, detail: ["Only root may connect a global drive, on the system instance."])
+            }
+        }
         if request.persistent {
             guard store != nil else { throw NetError(.invalidParameter, detail: ["This instance keeps no state: nothing can be persistent."]) }
             if case .smb = request.remote, !request.credentials.password.isEmpty, request.credentialsFile == nil {
                 throw NetError(.invalidParameter, detail: [
                     "Passwords are never stored: a persistent SMB drive takes its password from --credentials FILE."])
             }
+            // Read now as the caller, as it will be read at every start: a file the caller
+            // may not read is never read for them.
+            if let file = request.credentialsFile { _ = try CredentialsFile.read(file, owner: identity) }
         }
         let settings = try DriveOptions.parse(request.options)
-        let letter = try reserve(request.letter)
-        defer { state.withLock { _ = $0.reserved.remove(letter) } }
+        let key = try reserve(request.letter, owner: request.global ? nil : caller.uid)
+        defer { state.withLock { _ = $0.reserved.remove(key) } }
         if request.persistent {
-            record = DriveRecord(letter: letter.name, remote: request.remote.description, owner: caller.uid,
+            record = DriveRecord(letter: key.letter.name, remote: request.remote.description, owner: caller.uid,
                                  ownerGroup: caller.gid, options: request.options,
                                  user: request.credentials.user.isEmpty ? nil : request.credentials.user,
                                  domain: request.credentials.domain.isEmpty ? nil : request.credentials.domain,
-                                 credentialsFile: request.credentialsFile)
+                                 credentialsFile: request.credentialsFile, global: request.global ? true : nil)
         }
-        let drive = try connect(letter, request.remote, settings: settings, credentials: request.credentials, owner: caller)
+        let drive = try connect(key, request.remote, settings: settings, credentials: request.credentials,
+                                owner: caller, identity: identity)
         state.withLock { state in
-            state.drives[letter] = drive
-            if let record { state.records[letter] = record }
+            state.drives[key] = drive
+            if let record { state.records[key] = record }
         }
         if record != nil { saveRecords() }
         return drive.status()
     }
 
     /// Mounts a share at a letter the caller has reserved.
-    private func connect(_ letter: DriveLetter, _ remote: Remote, settings: DriveOptions, credentials: Credentials,
-                         owner: Caller) throws(NetError) -> Drive {
+    private func connect(_ key: DriveKey, _ remote: Remote, settings: DriveOptions, credentials: Credentials,
+                         owner: Caller, identity: Identity) throws(NetError) -> Drive {
+        let letter = key.letter
         let backend: any ShareBackend
         switch remote {
         case .local(let path):
-            backend = try LocalShare(directory: path, caller: owner)
+            backend = try LocalShare(directory: path, caller: identity)
         case .smb(let location):
-            try checkOneUserPerServer(location, credentials)
+            try checkOneUserPerServer(location, credentials, owner: key.owner)
             backend = try SMBShare(connection: SMBConnection(url: location.url, user: credentials.user,
                                                              password: credentials.password, domain: credentials.domain,
                                                              timeout: settings.timeout),
                                    owner: owner, workers: settings.workers)
         }
-        let mountpoint = root + "/" + letter.name
-        if mkdir(mountpoint, 0o755) != 0 && errno != EEXIST {
+        let mountpoint = mountpoint(of: key)
+        do throws(Errno) {
+            try makeMountpoint(mountpoint)
+        } catch {
             backend.disconnect()
-            throw NetError(.deviceNotFunctioning, detail: ["Cannot make the mountpoint \(mountpoint): \(Errno.current)."])
+            throw NetError(.deviceNotFunctioning, detail: ["Cannot make the mountpoint \(mountpoint): \(error)."])
         }
-        // The system instance lets every user reach the mount, and serves only the owner (and root).
+        // The system instance lets every user reach the mount, and serves only the owner (and
+        // root), or everyone for a global drive.
         let shared = geteuid() == 0
-        let redirector = Redirector(backend: backend, options: settings.cache, admittedUID: shared ? owner.uid : nil)
+        let redirector = Redirector(backend: backend, options: settings.cache,
+                                    admittedUID: shared && key.owner != nil ? owner.uid : nil)
         let mount: FUSEMount
         do {
             mount = try FUSEMount(redirector: redirector, mountpoint: mountpoint,
@@ -109,9 +153,21 @@ final class DriveManager: Sendable {
             throw NetError(.deviceNotFunctioning, detail: ["Cannot mount \(mountpoint): \(error)."])
         }
         MountTable.setReadAhead(mountpoint, kibibytes: settings.readAheadKiB)
-        Log.info("\(letter) connected to \(remote) at \(mountpoint) for uid \(owner.uid)")
-        return Drive(letter: letter, remote: remote, owner: owner.uid, account: credentials.user,
+        Log.info("\(letter) connected to \(remote) at \(mountpoint) for \(key.owner.map { "uid \($0)" } ?? "every user")")
+        return Drive(key: key, remote: remote, owner: owner.uid, account: credentials.user,
                      redirector: redirector, mount: mount)
+    }
+
+    /// The user's folder and the mountpoint in it, both the daemon's own. Something else
+    /// at either path (which only the daemon can write) is refused, never followed.
+    private func makeMountpoint(_ mountpoint: String) throws(Errno) {
+        let folder = String(mountpoint[..<mountpoint.lastIndex(of: "/")!])
+        for path in [folder, mountpoint] {
+            if mkdir(path, 0o755) != 0 && errno != EEXIST { throw Errno.current }
+            var attributes = stat()
+            _ = try systemCall { lstat(path, &attributes) }
+            guard attributes.st_mode & S_IFMT == S_IFDIR, attributes.st_uid == geteuid() else { throw Errno(ENOTDIR) }
+        }
     }
 
     // MARK: persistence
@@ -129,34 +185,41 @@ final class DriveManager: Sendable {
             state.withLock { $0.notice = notice }
             return
         }
-        for record in records {
-            guard let letter = DriveLetter(record.letter) else { continue }
-            state.withLock { state in
-                state.records[letter] = record
-                state.unavailable.insert(letter)
+        let keyed = records.compactMap { record in record.key.map { ($0, record) } }
+        state.withLock { state in
+            for (key, record) in keyed {
+                state.records[key] = record
+                state.unavailable.insert(key)
+                state.restoring.insert(key)
             }
-            reconnect(letter, record)
+        }
+        for (key, record) in keyed {
+            reconnect(key, record)
+            state.withLock { _ = $0.restoring.remove(key) }
         }
     }
 
     /// Tries an Unavailable drive once; it stays Unavailable if the share is still away.
-    private func reconnect(_ letter: DriveLetter, _ record: DriveRecord) {
+    private func reconnect(_ key: DriveKey, _ record: DriveRecord) {
+        let letter = key.letter
         do throws(NetError) {
             let remote = try Remote(parsing: record.remote)
             let settings = try DriveOptions.parse(record.options)
+            // Nobody is waiting on the socket: the owner acts with what a fresh login gets.
+            let identity = Identity.ofUser(uid: record.owner, gid: record.ownerGroup)
             var credentials = Credentials(user: record.user ?? "", password: "", domain: record.domain ?? "")
             if let file = record.credentialsFile {
-                let read = try CredentialsFile.read(file, owner: record.owner)
+                let read = try CredentialsFile.read(file, owner: identity)
                 credentials = Credentials(account: read.user ?? record.user ?? "", password: read.password ?? "",
                                           domain: read.domain ?? record.domain)
             }
             let owner = Caller(uid: record.owner, gid: record.ownerGroup, pid: 0)
-            let drive = try connect(letter, remote, settings: settings, credentials: credentials, owner: owner)
+            let drive = try connect(key, remote, settings: settings, credentials: credentials, owner: owner, identity: identity)
             let kept = state.withLock { state -> Bool in
                 // Deleted meanwhile: the record is gone, and so must the drive be.
-                guard state.records[letter] == record else { return false }
-                state.unavailable.remove(letter)
-                state.drives[letter] = drive
+                guard state.records[key] == record else { return false }
+                state.unavailable.remove(key)
+                state.drives[key] = drive
                 return true
             }
             if !kept {
@@ -174,8 +237,10 @@ final class DriveManager: Sendable {
             while true {
                 let (seconds, attoseconds) = interval.components
                 usleep(UInt32(clamping: seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
-                let waiting = state.withLock { state in state.unavailable.compactMap { letter in state.records[letter].map { (letter, $0) } } }
-                for (letter, record) in waiting { reconnect(letter, record) }
+                let waiting = state.withLock { state in
+                    state.unavailable.subtracting(state.restoring).compactMap { key in state.records[key].map { (key, $0) } }
+                }
+                for (key, record) in waiting { reconnect(key, record) }
             }
         }
     }
@@ -193,21 +258,22 @@ final class DriveManager: Sendable {
     // MARK: delete
 
     /// DESIGN.md's delete rules. Returns how many deferred ServerOpens were flushed.
-    func delete(_ letter: DriveLetter, force: Bool, wait: Duration, caller: Caller) throws(NetError) -> Int {
-        if try forgetUnavailable(letter, caller: caller) { return 0 }
+    func delete(_ letter: DriveLetter, force: Bool, wait: Duration, caller: Caller, owner: uid_t? = nil) throws(NetError) -> Int {
+        let key = try state.withLock { (state) throws(NetError) in try state.key(letter, caller: caller, owner: owner) }
+        if try forgetUnavailable(key, caller: caller) { return 0 }
         let drive = try state.withLock { (state) throws(NetError) -> Drive in
-            guard let drive = state.drives[letter] else { throw NetError(.useNotFound, detail: ["\(letter) is not connected."]) }
-            guard drive.allows(caller.uid) else { throw NetError(.accessDenied, detail: ["\(letter) belongs to uid \(drive.owner)."]) }
-            guard state.deleting.insert(letter).inserted else {
+            guard let drive = state.drives[key] else { throw NetError(.useNotFound, detail: ["\(letter) is not connected."]) }
+            guard drive.allows(caller.uid) else { throw NetError(.accessDenied, detail: ["\(letter) belongs to \(drive.ownerName)."]) }
+            guard state.deleting.insert(key).inserted else {
                 throw NetError(.deviceInUse, detail: ["\(letter) is already being deleted."])
             }
             return drive
         }
-        defer { state.withLock { _ = $0.deleting.remove(letter) } }
+        defer { state.withLock { _ = $0.deleting.remove(key) } }
 
         if force {
             let closed = forceOff(drive)
-            forgetRecord(letter)
+            forgetRecord(key)
             Log.info("\(letter) deleted by force; \(closed) handles on the share closed")
             return closed
         }
@@ -228,27 +294,28 @@ final class DriveManager: Sendable {
             }
             throw NetError(.deviceNotFunctioning, detail: ["Cannot unmount \(drive.mount.mountpoint): \(error)."])
         }
-        state.withLock { _ = $0.drives.removeValue(forKey: letter) }
+        state.withLock { _ = $0.drives.removeValue(forKey: key) }
         finish(drive)
-        forgetRecord(letter)
+        forgetRecord(key)
         Log.info("\(letter) deleted; \(flushed) deferred opens flushed")
         return flushed
     }
 
     /// `net use /delete` forgets a persistent connection too.
-    private func forgetRecord(_ letter: DriveLetter) {
-        if state.withLock({ $0.records.removeValue(forKey: letter) }) != nil { saveRecords() }
+    private func forgetRecord(_ key: DriveKey) {
+        if state.withLock({ $0.records.removeValue(forKey: key) }) != nil { saveRecords() }
     }
 
     /// Deleting an Unavailable drive only forgets its record. True when that was the case.
-    private func forgetUnavailable(_ letter: DriveLetter, caller: Caller) throws(NetError) -> Bool {
+    private func forgetUnavailable(_ key: DriveKey, caller: Caller) throws(NetError) -> Bool {
         let forgotten = try state.withLock { (state) throws(NetError) -> Bool in
-            guard state.unavailable.contains(letter), let record = state.records[letter] else { return false }
-            guard caller.uid == 0 || caller.uid == record.owner else {
-                throw NetError(.accessDenied, detail: ["\(letter) belongs to uid \(record.owner)."])
+            guard state.unavailable.contains(key), let record = state.records[key] else { return false }
+            guard caller.uid == 0 || (key.owner != nil && caller.uid == record.owner) else {
+                throw NetError(.accessDenied, detail: ["\(key.letter) belongs to \(key.owner.map { "uid \($0)" } ?? "every user")."])
             }
-            state.unavailable.remove(letter)
-            state.records[letter] = nil
+            state.unavailable.remove(key)
+            state.restoring.remove(key)
+            state.records[key] = nil
             return true
         }
         if forgotten { saveRecords() }
@@ -288,7 +355,7 @@ final class DriveManager: Sendable {
     private func forceOff(_ drive: Drive) -> Int {
         let closed = drive.redirector.openHandleCount + drive.redirector.deferredCount
         revokeAndDetach(drive)
-        state.withLock { _ = $0.drives.removeValue(forKey: drive.letter) }
+        state.withLock { _ = $0.drives.removeValue(forKey: drive.key) }
         // The session ends when the last process lets go of the detached mount.
         SystemThread.detach {
             drive.mount.close()
@@ -299,28 +366,31 @@ final class DriveManager: Sendable {
 
     // MARK: list and refs
 
-    /// The caller's drives; root's `--all` shows everyone's.
+    /// The caller's drives and the global ones; root's `--all` shows everyone's.
     func list(caller: Caller, all: Bool) throws(NetError) -> ([DriveStatus], String?) {
         if all && caller.uid != 0 { throw NetError(.accessDenied, detail: ["Only root may list every user's drives."]) }
         let (mounted, waiting, notice) = state.withLock { state in
-            (state.drives.values.map { ($0, state.deleting.contains($0.letter)) },
-             state.unavailable.compactMap { letter in state.records[letter].map { (letter, $0) } },
+            (state.drives.values.map { ($0, state.deleting.contains($0.key)) },
+             state.unavailable.compactMap { key in state.records[key].map { (key, $0, state.restoring.contains(key)) } },
              state.notice)
         }
-        var statuses = mounted.filter { all || $0.0.owner == caller.uid }.map { drive, deleting in
+        let visible = { (key: DriveKey) in all || key.owner == nil || key.owner == caller.uid }
+        var statuses = mounted.filter { visible($0.0.key) }.map { drive, deleting in
             drive.status(deleting ? "Deleting" : nil)
         }
-        statuses += waiting.filter { all || $0.1.owner == caller.uid }.map { letter, record in
-            DriveStatus(letter: letter.description, remote: record.remote, mountpoint: root + "/" + letter.name,
-                        status: "Unavailable", owner: record.owner, openHandles: 0, deferredHandles: 0)
+        statuses += waiting.filter { visible($0.0) }.map { key, record, restoring in
+            DriveStatus(letter: key.letter.description, remote: record.remote, mountpoint: mountpoint(of: key),
+                        status: restoring ? "Restoring" : "Unavailable", owner: record.owner, openHandles: 0,
+                        deferredHandles: 0, global: key.owner == nil ? true : nil)
         }
-        return (statuses.sorted { $0.letter < $1.letter }, notice)
+        return (statuses.sorted { ($0.letter, $0.owner) < ($1.letter, $1.owner) }, notice)
     }
 
-    func references(_ letter: DriveLetter, caller: Caller) throws(NetError) -> DriveReferences {
+    func references(_ letter: DriveLetter, caller: Caller, owner: uid_t? = nil) throws(NetError) -> DriveReferences {
         let drive = try state.withLock { (state) throws(NetError) -> Drive in
-            guard let drive = state.drives[letter] else { throw NetError(.useNotFound, detail: ["\(letter) is not connected."]) }
-            guard drive.allows(caller.uid) else { throw NetError(.accessDenied, detail: ["\(letter) belongs to uid \(drive.owner)."]) }
+            let key = try state.key(letter, caller: caller, owner: owner)
+            guard let drive = state.drives[key] else { throw NetError(.useNotFound, detail: ["\(letter) is not connected."]) }
+            guard drive.allows(caller.uid) else { throw NetError(.accessDenied, detail: ["\(letter) belongs to \(drive.ownerName)."]) }
             return drive
         }
         let cache = drive.redirector.references
@@ -374,10 +444,12 @@ final class DriveManager: Sendable {
 
     /// Windows allows one user name per server and session: a second drive to the same
     /// server under another name is 1219.
-    private func checkOneUserPerServer(_ location: SMBLocation, _ credentials: Credentials) throws(NetError) {
+    /// Like letters, this holds within one user's session (and among global drives).
+    private func checkOneUserPerServer(_ location: SMBLocation, _ credentials: Credentials, owner: uid_t?) throws(NetError) {
         let others = state.withLock { state in
             state.drives.values.compactMap { drive -> String? in
-                guard case .smb(let other) = drive.remote, other.serverKey == location.serverKey else { return nil }
+                guard drive.key.owner == owner, case .smb(let other) = drive.remote,
+                      other.serverKey == location.serverKey else { return nil }
                 return drive.account
             }
         }
@@ -387,23 +459,41 @@ final class DriveManager: Sendable {
         }
     }
 
-    private func reserve(_ choice: LetterChoice) throws(NetError) -> DriveLetter {
-        try state.withLock { (state) throws(NetError) -> DriveLetter in
+    /// A letter in the owner's namespace (nil: global).
+    private func reserve(_ choice: LetterChoice, owner: uid_t?) throws(NetError) -> DriveKey {
+        try state.withLock { (state) throws(NetError) -> DriveKey in
+            let taken = state.taken(by: owner)
             let letter: DriveLetter
             switch choice {
             case .letter(let wanted):
-                guard !state.taken.contains(wanted) else {
-                    throw NetError(.alreadyAssigned, detail: ["\(wanted) is already connected."])
+                guard !taken.contains(wanted) else {
+                    throw NetError(.alreadyAssigned, detail: [owner == nil ? "\(wanted) is in use by some user." : "\(wanted) is already connected."])
                 }
                 letter = wanted
             case .nextFree:
-                guard let free = DriveLetter.nextFree(excluding: state.taken) else {
+                guard let free = DriveLetter.nextFree(excluding: taken) else {
                     throw NetError(.alreadyAssigned, detail: ["Every letter from A: to Z: is in use."])
                 }
                 letter = free
             }
-            state.reserved.insert(letter)
-            return letter
+            let key = DriveKey(owner: owner, letter: letter)
+            state.reserved.insert(key)
+            return key
         }
+    }
+}
+
+/// A drive's letter in its namespace: a user's own (`owner`), or every user's (nil).
+struct DriveKey: Hashable, Sendable {
+    let owner: uid_t?
+    let letter: DriveLetter
+
+    /// The folder of the instance's root its mountpoint is in.
+    var folder: String { owner.map { String($0) } ?? "global" }
+}
+
+extension DriveRecord {
+    var key: DriveKey? {
+        DriveLetter(letter).map { DriveKey(owner: global == true ? nil : owner, letter: $0) }
     }
 }

@@ -43,8 +43,9 @@ struct DriveOptions {
                 }
                 result.cache.closeTimeout = .milliseconds(Int64(seconds * 1000))
             case "maxdeferred":
-                guard let count = Int(value), count >= 0, count <= 65536 else {
-                    throw NetError(.invalidParameter, detail: ["maxdeferred takes 0 to 65536, not '\(value)'."])
+                // Each is a descriptor of the daemon's: a user's 26 drives stay far below its limit.
+                guard let count = Int(value), count >= 0, count <= 1024 else {
+                    throw NetError(.invalidParameter, detail: ["maxdeferred takes 0 to 1024, not '\(value)'."])
                 }
                 result.cache.deferredLimit = count
             default:

@@ -13,6 +13,8 @@ struct DriveRecord: Codable, Equatable, Sendable {
     var user: String?
     var domain: String?
     var credentialsFile: String?
+    /// A drive every user sees (`use --global`); absent in older files.
+    var global: Bool?
 }
 
 /// The instance's state file, written whole and atomically (temporary file, fsync, rename),

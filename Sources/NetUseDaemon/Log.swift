@@ -22,9 +22,26 @@ public enum Log {
     public static func info(_ message: @autoclosure () -> String) { write(.info, message) }
     public static func debug(_ message: @autoclosure () -> String) { write(.debug, message) }
 
+    /// Messages quote what users sent: a control character is written as \xNN, so that no
+    /// name can forge a line or drive a terminal.
+    static func escaped(_ message: String) -> String {
+        guard message.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f || $0 == "\\" }) else { return message }
+        var result = ""
+        for scalar in message.unicodeScalars {
+            if scalar.value < 0x20 || scalar.value == 0x7f {
+                result += "\\x" + (scalar.value < 16 ? "0" : "") + String(scalar.value, radix: 16)
+            } else if scalar == "\\" {
+                result += "\\\\"
+            } else {
+                result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
+
     private static func write(_ messageLevel: Level, _ message: () -> String) {
         guard messageLevel.rawValue <= level.rawValue else { return }
-        let line = "netused: \(messageLevel): \(message())\n"
+        let line = "netused: \(messageLevel): \(escaped(message()))\n"
         _ = line.withCString { Glibc.write(STDERR_FILENO, $0, strlen($0)) }
     }
 }

@@ -281,6 +281,8 @@ public final class Redirector: Sendable {
         if flags & O_TRUNC != 0 {
             close(handles.withLock { $0.discardDeferred(at: path, subtree: false) })
         } else if handles.withLock({ $0.mayCollapse(path: path, kind: kind) }) {
+            // A ServerOpen proves only that someone could open the file once.
+            try backend.checkAccess(path, flags: flags)
             // Within the attribute timeout the kernel trusts what the share last said of the
             // file; so does the revalidation, which saves the round trip of a stat.
             let now = clock()

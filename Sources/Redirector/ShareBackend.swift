@@ -78,10 +78,22 @@ public protocol ShareBackend: Sendable {
 
     /// What `list` shows in its Status column: OK, or how the connection is doing.
     var status: String { get }
+
+    /// True when every call reaches the share with the requesting process's own credentials
+    /// (the thread's fsuid, fsgid and groups), so that the kernel checks it there.
+    var actsAsCaller: Bool { get }
+
+    /// Whether the calling thread's identity may open the file as `flags` asks, now. An open
+    /// that reuses a ServerOpen reaches no share, so it is asked this instead.
+    func checkAccess(_ path: String, flags: Int32) throws(Errno)
 }
 
 extension ShareBackend {
     public var status: String { "OK" }
+
+    /// A share that checks its own account (SMB) decided at the first open.
+    public var actsAsCaller: Bool { false }
+    public func checkAccess(_ path: String, flags: Int32) throws(Errno) {}
 
     /// A backend that writes through as writes arrive has nothing to flush.
     public func flush(_ handle: BackendHandle) throws(Errno) {}

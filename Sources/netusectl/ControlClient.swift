@@ -7,6 +7,10 @@ struct ControlClient {
     let socketPath: String
 
     func send(_ request: ControlRequest) throws(NetError) -> ControlResponse {
+        if let folder = InstancePaths.sharedFallback(of: socketPath), !InstancePaths.isPrivate(folder, to: getuid()) {
+            throw NetError(.accessDenied, detail: [
+                "\(folder) is not a directory of yours that only you may use (mode 0700); nothing was sent to it."])
+        }
         let fd: Int32
         do {
             fd = try UnixSocket.connect(path: socketPath)
@@ -18,6 +22,12 @@ struct ControlClient {
             ])
         }
         defer { close(fd) }
+        // A password goes only to a daemon run by root or by the user: anyone can make a
+        // socket where the user's instance would be, before it does.
+        guard let server = try? UnixSocket.peer(of: fd), server.uid == 0 || server.uid == getuid() else {
+            throw NetError(.accessDenied, detail: [
+                "\(socketPath) is served by someone other than root or you; nothing was sent to it."])
+        }
         do {
             try UnixSocket.send(fd, request.encodedLine())
             // Responses are not bounded like requests: a long listing is still one line.

@@ -83,8 +83,11 @@ struct Use: ParsableCommand {
                                valueName: "yes|no"))
     var persistent: YesNo = .no
 
+    @Flag(help: "One drive for every user of the machine, each acting as themself on a local share (root only; net use /global).")
+    var global = false
+
     @Option(name: .shortAndLong, help: ArgumentHelp(
-        "A drive option, key=value: closetimeo=SECONDS keeps closed files' server handles for reuse (default 5, 0 = off); maxdeferred=N bounds them (default 64); for SMB, timeout=SECONDS (default 30) and workers=N (default 2).",
+        "A drive option, key=value: closetimeo=SECONDS keeps closed files' server handles for reuse (default 5, 0 = off); maxdeferred=N bounds them (default 64); for SMB, timeout=SECONDS (default 30) and workers=N (default 4).",
         valueName: "key=value"))
     var option: [String] = []
 
@@ -125,7 +128,7 @@ struct Use: ParsableCommand {
         }
         let response = try connection.perform(ControlRequest(
             op: "use", letter: letter, remote: remote, options: options, user: account, password: password, domain: domain,
-            persistent: persistent == .yes ? true : nil, credentialsFile: credentialsFile))
+            persistent: persistent == .yes ? true : nil, credentialsFile: credentialsFile, global: global ? true : nil))
         if connection.json { return connection.printJSON(response) }
         guard let drive = response.drive else { return }
         print("Drive \(drive.letter) is now connected to \(drive.remote).")
@@ -151,6 +154,9 @@ struct Delete: ParsableCommand {
     @Option(help: ArgumentHelp("Wait up to this long for the drive to become idle.", valueName: "seconds"))
     var wait: Double?
 
+    @Option(help: ArgumentHelp("Another user's drive (root only).", valueName: "uid"))
+    var owner: UInt32?
+
     @OptionGroup var connection: Connection
 
     func validate() throws {
@@ -160,7 +166,7 @@ struct Delete: ParsableCommand {
     }
 
     func run() throws {
-        let response = try connection.perform(ControlRequest(op: "delete", letter: letter, force: force ? true : nil, wait: wait))
+        let response = try connection.perform(ControlRequest(op: "delete", letter: letter, force: force ? true : nil, wait: wait, owner: owner))
         if connection.json { return connection.printJSON(response) }
         print("\(DriveLetter(letter)!) was deleted successfully.")
         if force {
@@ -208,6 +214,9 @@ struct Refs: ParsableCommand {
     @Argument(help: "The drive letter.")
     var letter: String
 
+    @Option(help: ArgumentHelp("Another user's drive (root only).", valueName: "uid"))
+    var owner: UInt32?
+
     @OptionGroup var connection: Connection
 
     func validate() throws {
@@ -215,7 +224,7 @@ struct Refs: ParsableCommand {
     }
 
     func run() throws {
-        let response = try connection.perform(ControlRequest(op: "refs", letter: letter))
+        let response = try connection.perform(ControlRequest(op: "refs", letter: letter, owner: owner))
         if connection.json { return connection.printJSON(response) }
         guard let references = response.references else { return }
         let drive = references.drive

@@ -5,6 +5,7 @@ the test fails; a leftover mount fails the test that left it.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -49,9 +50,14 @@ class Daemon:
             except OSError:
                 time.sleep(0.02)
                 continue
-            # The socket listens before persistent drives are restored; answers come after.
-            assert self.request(b'{"v":1,"op":"list"}\n', timeout=60)["ok"]
-            return self
+            # The socket answers at once; persistent drives show as Restoring until tried.
+            while time.monotonic() < deadline + 50:
+                answer = self.request(b'{"v":1,"op":"list","all":true}\n', timeout=60)
+                assert answer["ok"], answer
+                if all(drive["status"] != "Restoring" for drive in answer["drives"]):
+                    return self
+                time.sleep(0.05)
+            raise AssertionError("persistent drives were still being restored after 60 s")
         raise AssertionError("netused did not listen within 10 s:\n" + self.log_text())
 
     def log_text(self):
@@ -71,6 +77,10 @@ class Daemon:
                 f"stdout: {result.stdout}\nstderr: {result.stderr}")
         return result
 
+    def mountpoint(self, letter, uid=0):
+        """Where a user's drive is mounted: ROOT/UID/letter (ROOT/global/letter for uid None)."""
+        return self.root / ("global" if uid is None else str(uid)) / letter.lower().rstrip(":")
+
     def use(self, letter, share, *options, as_user=None, binary=None):
         """Maps a Share (or a plain directory) to the letter; returns the mountpoint."""
         arguments = share.use_arguments() if isinstance(share, Share) else [str(share)]
@@ -80,7 +90,8 @@ class Daemon:
         result = subprocess.run(command, capture_output=True, text=True, timeout=60,
                                 input=share.password_input if isinstance(share, Share) else None)
         assert result.returncode == 0, f"use {letter} failed:\n{result.stdout}{result.stderr}"
-        return self.root / letter.lower().rstrip(":")
+        mountpoint = re.search(r"It is mounted at (.*)\.\n", result.stdout)
+        return Path(mountpoint.group(1)) if mountpoint else self.mountpoint(letter, as_user or 0)
 
     def refs(self, letter="q"):
         return json.loads(self.ctl("refs", letter, "--json").stdout)["references"]

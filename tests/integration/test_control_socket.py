@@ -86,4 +86,4 @@ def test_daemon_answers_after_abuse(daemon, share):
             connection.recv(65536)
     daemon.use("q", share)
     assert [d["letter"] for d in daemon.listing()] == ["Q:"]
-    assert fuse_mounts_under(daemon.root) == [str(daemon.root / "q")]
+    assert fuse_mounts_under(daemon.root) == [str(daemon.mountpoint("q"))]

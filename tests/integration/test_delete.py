@@ -32,7 +32,7 @@ def prepare_login_share(share):
 
 def test_kb_q214563_use_run_a_script_from_the_drive_and_delete_at_once_200_times(daemon, share):
     prepare_login_share(share)
-    drive = daemon.root / "q"
+    drive = daemon.mountpoint("q")
     latencies, flushed = [], []
     for attempt in range(200):
         daemon.use("q", share)
@@ -221,6 +221,9 @@ def test_force_returns_at_once_and_the_holder_gets_eio(daemon, share, base):
 def test_refs_and_delete_of_another_users_drive_are_5(daemon, local_share, user_ctl):
     daemon.use("q", local_share)
     for command in (("delete", "q"), ("refs", "q")):
+        # Letters are per user: nobody has no Q: of their own, and may not name root's.
         result = daemon.ctl(*command, expect=2, as_user=NOBODY, binary=user_ctl)
+        assert "System error 2250 has occurred." in result.stderr
+        result = daemon.ctl(*command, "--owner", "0", expect=2, as_user=NOBODY, binary=user_ctl)
         assert "System error 5 has occurred." in result.stderr
     daemon.ctl("refs", "q")

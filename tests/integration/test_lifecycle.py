@@ -21,7 +21,7 @@ def test_sigterm_unmounts_every_drive_and_removes_the_socket(base, share):
         daemon.start()
         daemon.use("q", share)
         daemon.use("r", share)
-        (base / "root" / "q" / "kept").write_text("data")
+        (base / "root" / "0" / "q" / "kept").write_text("data")
         assert daemon.stop(signal.SIGTERM) == 0
         assert fuse_mounts_under(daemon.root) == []
         assert not daemon.socket.exists()

@@ -102,8 +102,8 @@ def test_persistent_drives_come_back_after_a_kill(base):
         second.start()
         assert [(d["letter"], d["status"]) for d in second.listing()] == [("Q:", "OK"), ("R:", "OK")]
         for letter in "qr":
-            assert (second.root / letter / "name").read_text() == letter
-        assert not (second.root / "s").exists()
+            assert (second.mountpoint(letter) / "name").read_text() == letter
+        assert not (second.mountpoint("s")).exists()
         second.ctl("delete", "q")
         assert set(state_records(second)) == {"r"}
         assert second.stop() == 0
@@ -132,7 +132,7 @@ def test_an_unreachable_persistent_share_is_unavailable_then_retried(base):
         while second.listing()[0]["status"] != "OK":
             assert time.monotonic() < deadline, "the drive was not retried"
             time.sleep(0.1)
-        assert (second.root / "q" / "name").read_text() == "back"
+        assert (second.mountpoint("q") / "name").read_text() == "back"
         share.rename(base / "away")
         second.ctl("delete", "q")
         second.stop()
@@ -199,10 +199,10 @@ def test_a_persistent_smb_drive_keeps_no_password(base, samba):
         daemon.ctl("use", "q", smb.remote, "--credentials", str(credentials), "--persistent")
         assert Samba.PASSWORD not in (daemon.state / "drives.json").read_text()
         assert state_records(daemon)["q"]["credentialsFile"] == str(credentials)
-        (daemon.root / "q" / "persisted.txt").write_text("smb")
+        (daemon.mountpoint("q") / "persisted.txt").write_text("smb")
         daemon.stop(signal.SIGKILL)
         daemon.start()
-        assert (daemon.root / "q" / "persisted.txt").read_text() == "smb"
+        assert (daemon.mountpoint("q") / "persisted.txt").read_text() == "smb"
         daemon.ctl("delete", "q")
     finally:
         daemon.cleanup()
@@ -221,6 +221,8 @@ def test_users_are_isolated_from_each_others_drives(daemon, base, share, user_ct
     daemon.ctl("use", "n", str(mine), as_user=NOBODY, binary=user_ctl)
     for command in (("delete", "q"), ("refs", "q")):
         result = daemon.ctl(*command, expect=2, as_user=NOBODY, binary=user_ctl)
+        assert "System error 2250 has occurred." in result.stderr
+        result = daemon.ctl(*command, "--owner", "0", expect=2, as_user=NOBODY, binary=user_ctl)
         assert "System error 5 has occurred." in result.stderr
     for action in (f"import os; os.listdir('{q}')", f"open('{q}/secret.txt').read()", f"os.stat('{q}/secret.txt')"):
         run = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
@@ -231,8 +233,8 @@ def test_users_are_isolated_from_each_others_drives(daemon, base, share, user_ct
     assert "System error 5" in daemon.ctl("list", "--all", expect=2, as_user=NOBODY, binary=user_ctl).stderr
     assert [d["letter"] for d in daemon.listing()] == ["Q:"]
     assert [(d["letter"], d["owner"]) for d in daemon.listing(all=True)] == [("N:", NOBODY), ("Q:", 0)]
-    (daemon.root / "n" / "made-by-nobody").write_text("root may")
-    daemon.ctl("delete", "n")
+    (daemon.mountpoint("n", NOBODY) / "made-by-nobody").write_text("root may")
+    daemon.ctl("delete", "n", "--owner", str(NOBODY))
 
 
 # MARK: abuse

@@ -92,7 +92,7 @@ def test_credentials_file(daemon, samba, base):
     assert daemon.listing() == []
     credentials.chmod(0o600)
     use(daemon, "q", samba.url("user"), "--credentials", str(credentials))
-    assert (daemon.root / "q").is_dir()
+    assert (daemon.mountpoint("q")).is_dir()
 
 
 def test_the_password_shows_nowhere(daemon, samba, base, user_share):

@@ -1,0 +1,93 @@
+import CLinux
+import Glibc
+
+/// Whose permissions a file-system call is checked against: the fsuid, fsgid and
+/// supplementary groups that Linux keeps per thread.
+public struct Identity: Equatable, Sendable {
+    public let uid: uid_t
+    public let gid: gid_t
+    public let groups: [gid_t]
+
+    public init(uid: uid_t, gid: gid_t, groups: [gid_t]) {
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
+    }
+
+    /// A process that is still there (a control-socket peer waiting for its answer), with
+    /// the groups it has now; none when they cannot be read, which can only refuse more.
+    public static func of(_ caller: Caller) -> Identity {
+        Identity(uid: caller.uid, gid: caller.gid, groups: groups(ofProcess: caller.pid) ?? [])
+    }
+
+    /// A user with no process to ask (a persistent drive restored at start): the groups the
+    /// user database gives a fresh login.
+    public static func ofUser(uid: uid_t, gid: gid_t) -> Identity {
+        var record = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 16 * 1024)
+        guard getpwuid_r(uid, &record, &buffer, buffer.count, &result) == 0, result != nil, let name = record.pw_name else {
+            return Identity(uid: uid, gid: gid, groups: [])
+        }
+        var count: Int32 = 64
+        var groups = [gid_t](repeating: 0, count: Int(count))
+        if getgrouplist(name, gid, &groups, &count) < 0 {
+            groups = [gid_t](repeating: 0, count: Int(count))
+            guard getgrouplist(name, gid, &groups, &count) >= 0 else { return Identity(uid: uid, gid: gid, groups: []) }
+        }
+        return Identity(uid: uid, gid: gid, groups: Array(groups.prefix(Int(count))))
+    }
+
+    /// The `Groups:` line of /proc/PID/status.
+    static func groups(ofProcess pid: pid_t) -> [gid_t]? {
+        guard pid > 0, let file = fopen("/proc/\(pid)/status", "re") else { return nil }
+        defer { fclose(file) }
+        var line: UnsafeMutablePointer<CChar>?
+        var capacity = 0
+        defer { free(line) }
+        while getline(&line, &capacity, file) > 0 {
+            let text = String(cString: line!)
+            guard text.hasPrefix("Groups:") else { continue }
+            return text.dropFirst("Groups:".count).split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" })
+                .compactMap { gid_t($0) }
+        }
+        return nil
+    }
+}
+
+/// Makes the calling thread act as an Identity on the file system, so that the kernel
+/// checks every call (parents, ACLs, sticky bits, quotas) as it would for that user.
+/// Only a daemon running as root can switch; a user's own instance acts as its user anyway.
+public enum ThreadCredentials {
+    public static let canSwitch = geteuid() == 0
+
+    /// The daemon's own identity, which threads return to after acting for someone.
+    public static let daemon = Identity(uid: geteuid(), gid: getegid(), groups: [])
+
+    /// Sets the thread's identity. Groups first: changing fsuid away from 0 drops the
+    /// capabilities that file access needs, but not CAP_SETGID.
+    public static func assume(_ identity: Identity) throws(Errno) {
+        precondition(canSwitch)
+        let set = identity.groups.withUnsafeBufferPointer { netuse_thread_setgroups($0.count, $0.baseAddress) }
+        guard set == 0 else { throw Errno.current }
+        _ = netuse_setfsgid(identity.gid)
+        _ = netuse_setfsuid(identity.uid)
+        // setfsuid and setfsgid report no error: read back what the thread has.
+        guard netuse_setfsuid(uid_t.max) == identity.uid, netuse_setfsgid(gid_t.max) == identity.gid else {
+            throw Errno(EPERM)
+        }
+    }
+
+    /// Runs `body` as `identity` and returns the thread to the daemon's identity after it.
+    public static func acting<T, E: Error>(as identity: Identity, _ body: () throws(E) -> T) throws(E) -> T {
+        guard canSwitch else { return try body() }
+        do {
+            try assume(identity)
+        } catch {
+            // A thread that cannot take the caller's identity must not act at all.
+            fatalError("cannot act as uid \(identity.uid): \(error)")
+        }
+        defer { try! assume(daemon) }
+        return try body()
+    }
+}
