@@ -69,13 +69,13 @@ public final class LocalShare: ShareBackend {
         let fd = handle.map { Int32($0.rawValue) } ?? (path.isEmpty ? top : nil)
         if let mode = changes.mode {
             if let fd {
-                _ = try systemCall { fchmod(fd, mode) }
+                try changeMode(of: fd, to: mode)
             } else {
                 // fchmodat follows a symlink in the last name, and an O_PATH descriptor
                 // takes no fchmod: the descriptor's /proc entry names exactly that file.
                 let file = try openBeneath(path, NETUSE_O_PATH)
                 defer { Glibc.close(file) }
-                _ = try systemCall { chmod("/proc/self/fd/\(file)", mode) }
+                try changeMode(of: file, to: mode)
             }
         }
         if changes.uid != nil || changes.gid != nil {
@@ -248,6 +248,28 @@ public final class LocalShare: ShareBackend {
         var result = statvfs()
         _ = try systemCall { fstatvfs(top, &result) }
         return result
+    }
+
+    /// A write, truncate or chown by someone else clears set-user-ID and set-group-ID bits:
+    /// the kernel asks for that with a mode change a non-owner could not make (it has
+    /// checked that the caller may write). A change that only clears those bits is made
+    /// with the daemon's identity when the caller's is refused.
+    private func changeMode(of fd: Int32, to mode: mode_t) throws(Errno) {
+        // chmod through the descriptor's /proc entry works for O_PATH descriptors too.
+        let path = "/proc/self/fd/\(fd)"
+        do {
+            _ = try systemCall { chmod(path, mode) }
+        } catch where error.rawValue == EPERM && actsAsCaller {
+            var attributes = stat()
+            _ = try systemCall { fstat(fd, &attributes) }
+            let privileges: mode_t = 0o6000  // set-user-ID, set-group-ID
+            let now = attributes.st_mode & 0o7777, wanted = mode & 0o7777
+            let onlyClears = wanted & ~privileges == now & ~privileges && wanted & ~now == 0 && wanted != now
+            guard onlyClears else { throw error }
+            _ = try ThreadCredentials.acting(as: ThreadCredentials.daemon) { () throws(Errno) in
+                try systemCall { chmod(path, mode) }
+            }
+        }
     }
 
     // MARK: resolution

@@ -13,6 +13,12 @@ enum FUSEOperations {
             // kernel for as many pages per request.
             connection?.pointee.max_write = 1 << 20
             connection?.pointee.max_readahead = 1 << 20
+            // A write, truncate or chown by someone else clears set-user-ID and set-group-ID
+            // bits. The share does that itself when the call is made as the caller; the
+            // kernel's own way, a SETATTR of the mode, would be refused to a non-owner.
+            if let connection, connection.pointee.capable & UInt32(FUSE_CAP_HANDLE_KILLPRIV) != 0 {
+                connection.pointee.want |= UInt32(FUSE_CAP_HANDLE_KILLPRIV)
+            }
         }
         ops.lookup = { request, parent, name in
             entryReply(request!) { try $0.lookup(parent: parent, name: String(cString: name!)) }
@@ -116,6 +122,8 @@ enum FUSEOperations {
         }
         ops.write = { request, _, data, size, offset, info in
             do {
+                // Made as the writer, so that the share clears privilege bits as it would.
+                if redirector(request!).backend.actsAsCaller { try RequestIdentity.assume(for: request!) }
                 let count = try redirector(request!).write(info!.pointee.fh, from: UnsafeRawBufferPointer(start: data, count: size), at: offset)
                 fuse_reply_write(request, count)
             } catch {

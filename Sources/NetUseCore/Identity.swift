@@ -78,16 +78,25 @@ public enum ThreadCredentials {
         }
     }
 
-    /// Runs `body` as `identity` and returns the thread to the daemon's identity after it.
+    /// What the calling thread has now.
+    public static func current() -> Identity {
+        let count = getgroups(0, nil)
+        var groups = [gid_t](repeating: 0, count: Int(max(count, 0)))
+        let got = getgroups(count, &groups)
+        return Identity(uid: netuse_setfsuid(uid_t.max), gid: netuse_setfsgid(gid_t.max), groups: Array(groups.prefix(Int(max(got, 0)))))
+    }
+
+    /// Runs `body` as `identity`, then gives the thread back the identity it had.
     public static func acting<T, E: Error>(as identity: Identity, _ body: () throws(E) -> T) throws(E) -> T {
         guard canSwitch else { return try body() }
+        let previous = current()
         do {
             try assume(identity)
         } catch {
             // A thread that cannot take the caller's identity must not act at all.
             fatalError("cannot act as uid \(identity.uid): \(error)")
         }
-        defer { try! assume(daemon) }
+        defer { try! assume(previous) }
         return try body()
     }
 }

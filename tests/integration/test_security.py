@@ -421,6 +421,15 @@ def test_a_global_drive_serves_every_user_as_themself(daemon, base, user_ctl):
         direct = as_user(BOB, f"print(json.dumps(attempt({code.format(str(share / f'by-{ALICE}'))})))")
         through = as_user(BOB, f"print(json.dumps(attempt({code.format(str(g / f'by-{ALICE}'))})))")
         assert direct == through, (code, direct, through)
+    # A write by someone else clears set-user-ID and set-group-ID bits, as directly; a chmod
+    # by someone else is refused, as directly.
+    for where in (share, g):
+        as_user(ALICE, f"os.chmod({str(share / f'by-{ALICE}')!r}, 0o6777); print(json.dumps({{'ok': True}}))")
+        wrote = as_user(BOB, f"print(json.dumps(attempt(lambda: open({str(where / f'by-{ALICE}')!r}, 'a').write('b'))))")
+        assert wrote == {"ok": True, "value": 1}, (where, wrote)
+        assert stat.S_IMODE((share / f"by-{ALICE}").stat().st_mode) == 0o777, where
+        chmod = as_user(BOB, f"print(json.dumps(attempt(lambda: os.chmod({str(where / f'by-{ALICE}')!r}, 0o777))))")
+        assert chmod == {"ok": False, "errno": "EPERM"}, where
     # Alice sees it in her list, may not delete it; her own G: is refused while it is global.
     listed = json.loads(ctl_as(daemon, ALICE, user_ctl, "list", "--json", expect=0).stdout)["drives"]
     assert [(d["letter"], d.get("global")) for d in listed] == [("G:", True)]
