@@ -17,17 +17,21 @@ enum RequestIdentity {
         Current.identity = identity
     }
 
-    /// The requesting thread's supplementary groups, as libfuse reads them from /proc.
-    /// None when the process is gone: that can only refuse more.
+    /// The requesting thread's supplementary groups, from the `Groups:` line of its
+    /// /proc status (the request names the thread). None when the process is gone: that can
+    /// only refuse more. libfuse's fuse_req_getgroups reads the file twice when it is over
+    /// 1 KiB, as it always is: one read of 4 KiB, open and close, are all this costs.
     private static func groups(of request: fuse_req_t) -> [gid_t] {
-        var buffer = [gid_t](repeating: 0, count: 32)
-        var count = fuse_req_getgroups(request, Int32(buffer.count), &buffer)
-        if count > buffer.count {
-            buffer = [gid_t](repeating: 0, count: Int(count))
-            count = fuse_req_getgroups(request, Int32(buffer.count), &buffer)
+        let thread = fuse_req_ctx(request)!.pointee.pid
+        guard thread > 0 else { return [] }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 4096) { buffer -> [gid_t] in
+            let fd = open("/proc/\(thread)/task/\(thread)/status", O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { return [] }
+            defer { close(fd) }
+            let count = read(fd, buffer.baseAddress, buffer.count)
+            guard count > 0 else { return [] }
+            return Identity.groups(inStatus: UnsafeBufferPointer(rebasing: buffer[..<count])) ?? []
         }
-        guard count > 0 else { return [] }
-        return Array(buffer.prefix(Int(min(count, Int32(buffer.count)))))
     }
 
     /// The identity this thread last took, kept in thread-specific storage.

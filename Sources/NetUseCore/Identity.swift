@@ -38,20 +38,42 @@ public struct Identity: Equatable, Sendable {
         return Identity(uid: uid, gid: gid, groups: Array(groups.prefix(Int(count))))
     }
 
-    /// The `Groups:` line of /proc/PID/status.
+    /// The groups of /proc/PID/status.
     static func groups(ofProcess pid: pid_t) -> [gid_t]? {
-        guard pid > 0, let file = fopen("/proc/\(pid)/status", "re") else { return nil }
-        defer { fclose(file) }
-        var line: UnsafeMutablePointer<CChar>?
-        var capacity = 0
-        defer { free(line) }
-        while getline(&line, &capacity, file) > 0 {
-            let text = String(cString: line!)
-            guard text.hasPrefix("Groups:") else { continue }
-            return text.dropFirst("Groups:".count).split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" })
-                .compactMap { gid_t($0) }
+        guard pid > 0 else { return nil }
+        let fd = open("/proc/\(pid)/status", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 4096)
+        let count = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard count > 0 else { return nil }
+        return bytes.withUnsafeBufferPointer { groups(inStatus: UnsafeBufferPointer(rebasing: $0[..<count])) }
+    }
+
+    /// The numbers of the `Groups:` line of a /proc status file, parsed in place.
+    public static func groups(inStatus status: UnsafeBufferPointer<UInt8>) -> [gid_t]? {
+        let key = Array("\nGroups:".utf8)
+        var start = 0
+        search: while start + key.count <= status.count {
+            for offset in 0..<key.count where status[start + offset] != key[offset] {
+                start += 1
+                continue search
+            }
+            break
         }
-        return nil
+        guard start + key.count <= status.count else { return nil }
+        var groups: [gid_t] = []
+        var value: gid_t? = nil
+        for byte in status[(start + key.count)...] {
+            if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
+                value = (value ?? 0) &* 10 &+ gid_t(byte - UInt8(ascii: "0"))
+            } else {
+                if let number = value { groups.append(number) }
+                value = nil
+                if byte == UInt8(ascii: "\n") { return groups }
+            }
+        }
+        return groups
     }
 }
 

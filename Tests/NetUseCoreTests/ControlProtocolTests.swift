@@ -70,4 +70,21 @@ import Testing
     func badRequestsAreRefusedWithACode(_ json: String, _ expected: Int) {
         #expect(code(json) == expected)
     }
+
+    /// A NUL would cut the mount options short; a newline would forge a log line.
+    @Test(arguments: ["/srv/a\\u0000,allow_other", "/srv/a\\nforged", "/srv/\\u001b[31m"])
+    func controlCharactersInARemoteAre87(_ remote: String) {
+        let line = #"{"v":1,"op":"use","letter":"q","remote":"\#(remote)"}"#
+        #expect(throws: NetError.self) { try ControlOperation(line: Array(line.utf8)) }
+        do {
+            _ = try ControlOperation(line: Array(line.utf8))
+        } catch {
+            #expect(error.code == .invalidParameter)
+        }
+    }
+
+    @Test func deleteMayNameAnOwner() throws {
+        let line = #"{"v":1,"op":"delete","letter":"q","owner":1000}"#
+        #expect(try ControlOperation(line: Array(line.utf8)) == .delete(DriveLetter("q")!, force: false, wait: .zero, owner: 1000))
+    }
 }

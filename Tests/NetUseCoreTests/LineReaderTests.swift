@@ -49,4 +49,27 @@ import Testing
     @Test func anUnendedLongLineEnds() throws {
         #expect(try read([UInt8](repeating: 1, count: 300_000), limit: 1000) == [.tooLong, .end])
     }
+
+    /// A line just over the limit whose newline arrives in the same chunk is still too long.
+    @Test func aLineOverTheLimitInOneChunkIsTooLong() throws {
+        let line = [UInt8](repeating: UInt8(ascii: "z"), count: 1001)
+        #expect(try read(line + Array("\nok\n".utf8), limit: 1000) == [.tooLong, .line(Array("ok".utf8)), .end])
+    }
+
+    /// A client that trickles bytes gains no time by it: the whole line has its deadline.
+    @Test func aLineMustArriveWithinItsDeadline() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let writer = fds[1]
+        let thread = SystemThread {
+            for _ in 0..<6 {
+                _ = write(writer, "x", 1)
+                usleep(50_000)
+            }
+        }
+        var reader = LineReader(fd: fds[0], limit: 1000)
+        #expect(throws: Errno(ETIMEDOUT)) { try reader.next(within: .milliseconds(150)) }
+        thread.join()
+    }
 }
