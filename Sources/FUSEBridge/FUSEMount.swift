@@ -10,7 +10,7 @@ public final class FUSEMount: @unchecked Sendable {
     // by `close`, which runs only after that thread has ended.
     public let mountpoint: String
     private let session: OpaquePointer
-    private let context: Unmanaged<Redirector>
+    private let context: Unmanaged<MountContext>
     private let loop: SystemThread
 
     public init(redirector: Redirector, mountpoint: String, fileSystemName: String, allowOther: Bool) throws(Errno) {
@@ -31,7 +31,8 @@ public final class FUSEMount: @unchecked Sendable {
         }
         var args = fuse_args(argc: Int32(strings.count), argv: argv, allocated: 0)
         var operations = FUSEOperations.table()
-        context = Unmanaged.passRetained(redirector)
+        let mountContext = MountContext(redirector: redirector)
+        context = Unmanaged.passRetained(mountContext)
         guard let session = fuse_session_new(&args, &operations, MemoryLayout<fuse_lowlevel_ops>.size, context.toOpaque()) else {
             fuse_opt_free_args(&args)
             context.release()
@@ -44,6 +45,8 @@ public final class FUSEMount: @unchecked Sendable {
             throw Errno(EIO)
         }
         self.session = session
+        // Before the loop's thread exists, which is what orders it before every request.
+        mountContext.session = session
         let sessionAddress = UInt(bitPattern: session)
         loop = SystemThread {
             let session = OpaquePointer(bitPattern: sessionAddress)!
@@ -88,4 +91,14 @@ public final class FUSEMount: @unchecked Sendable {
     public func abandon() {
         fuse_session_exit(session)
     }
+}
+
+/// What a request reaches through its userdata: the drive, and the session that lets a
+/// reply be followed by a notice to the kernel.
+final class MountContext: @unchecked Sendable {
+    // @unchecked: `session` is written once, before the loop thread that reads it starts.
+    let redirector: Redirector
+    var session: OpaquePointer?
+
+    init(redirector: Redirector) { self.redirector = redirector }
 }

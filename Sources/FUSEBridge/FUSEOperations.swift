@@ -82,7 +82,12 @@ enum FUSEOperations {
             }
         }
         ops.link = { request, node, newParent, newName in
+            // The request is gone once answered: the session is taken first.
+            let session = context(request!).session
             entryReply(request!) { try $0.link(node, parent: newParent, name: String(cString: newName!)) }
+            // The new name is a node of its own (nodes are paths): what the kernel holds of the
+            // old one, its link count first, is stale now. Attributes only, so this never blocks.
+            if let session { _ = fuse_lowlevel_notify_inval_inode(session, node, -1, 0) }
         }
         ops.open = { request, node, info in
             guard let drive = admitted(request!) else { return }
@@ -180,9 +185,11 @@ enum FUSEOperations {
 // Free functions, not static members: a closure that becomes a C function pointer
 // may not capture anything, not even the enclosing type.
 
-private func redirector(_ request: fuse_req_t) -> Redirector {
-    Unmanaged<Redirector>.fromOpaque(fuse_req_userdata(request)!).takeUnretainedValue()
+private func context(_ request: fuse_req_t) -> MountContext {
+    Unmanaged<MountContext>.fromOpaque(fuse_req_userdata(request)!).takeUnretainedValue()
 }
+
+private func redirector(_ request: fuse_req_t) -> Redirector { context(request).redirector }
 
 /// The drive for a request by name, or nil (after answering EACCES) when the caller is
 /// neither the drive's owner nor root on a mount every user can reach. On a drive that acts
@@ -221,9 +228,16 @@ private func entryParameters(_ entry: Redirector.Entry, timeout: Double) -> fuse
     parameters.ino = entry.node
     parameters.attr = entry.attributes
     let trusted = entry.timeout.map { min($0.seconds, timeout) } ?? timeout
-    parameters.attr_timeout = trusted
+    parameters.attr_timeout = attributeTimeout(entry.attributes, trusted)
     parameters.entry_timeout = trusted
     return parameters
+}
+
+/// A file with several names is a node per name here, and a change through one name (a
+/// chmod, a link, an unlink) does not reach what the kernel keeps of the others: their
+/// attributes are never kept.
+private func attributeTimeout(_ attributes: stat, _ timeout: Double) -> Double {
+    attributes.st_nlink > 1 && attributes.st_mode & S_IFMT != S_IFDIR ? 0 : timeout
 }
 
 
@@ -246,7 +260,7 @@ private func attributesReply(_ request: fuse_req_t, _ body: (Redirector) throws 
     guard let drive = admitted(request) else { return }
     do {
         var attributes = try body(drive)
-        fuse_reply_attr(request, &attributes, drive.kernelTimeout)
+        fuse_reply_attr(request, &attributes, attributeTimeout(attributes, drive.kernelTimeout))
     } catch {
         fuse_reply_err(request, code(error))
     }
