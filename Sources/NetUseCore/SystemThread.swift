@@ -15,6 +15,9 @@ public struct SystemThread: Sendable {
         var thread = pthread_t()
         let context = Unmanaged.passRetained(Body(body)).toOpaque()
         let result = pthread_create(&thread, nil, { context in
+            // A thread inherits the identity of the one that started it, which may be acting
+            // for a user (a FUSE worker starting a courier): every thread starts as the daemon.
+            if ThreadCredentials.canSwitch { try? ThreadCredentials.assume(ThreadCredentials.daemon) }
             Unmanaged<Body>.fromOpaque(context!).takeRetainedValue().run()
             return nil
         }, context)
