@@ -72,8 +72,8 @@ class Netuse:
                               capture_output=True, text=True, check=True, timeout=120)
 
     def use(self):
-        self.ctl("use", "q", self.remote)
-        self.path = self.root / str(os.getuid()) / "q"
+        # Where the daemon says the drive is: the layout is its business.
+        self.path = Path(json.loads(self.ctl("use", "q", self.remote, "--json").stdout)["drive"]["mountpoint"])
 
     def delete(self):
         self.ctl("delete", "q")

@@ -8,21 +8,36 @@ import NetUseCore
 /// requests from one process costs the switch once; a worker's first request always switches,
 /// since a new thread inherits whatever identity the thread that started it had.
 enum RequestIdentity {
+    /// How long the groups read for one thread of one uid and gid are used again. Reading
+    /// them costs more than the rest of an open (/proc builds the whole status page), and
+    /// only a privileged process changes its groups without changing its uid: for at most
+    /// this long, such a process may act with the groups it had.
+    static let groupsLifetime: Duration = .milliseconds(200)
+
     static func assume(for request: fuse_req_t) throws(Errno) {
         let context = fuse_req_ctx(request)!.pointee
-        let identity = Identity(uid: context.uid, gid: context.gid, groups: groups(of: request))
-        if let current = Current.identity, current == identity { return }
-        Current.identity = nil
+        let worker = Worker.current
+        let now = MonotonicClock.now()
+        let groups: [gid_t]
+        if let known = worker.groups, known.thread == context.pid, known.uid == context.uid, known.gid == context.gid,
+           now - known.readAt < groupsLifetime {
+            groups = known.groups
+        } else {
+            groups = Self.groups(ofThread: context.pid)
+            worker.groups = (context.pid, context.uid, context.gid, groups, now)
+        }
+        let identity = Identity(uid: context.uid, gid: context.gid, groups: groups)
+        if worker.identity == identity { return }
+        worker.identity = nil
         try ThreadCredentials.assume(identity)
-        Current.identity = identity
+        worker.identity = identity
     }
 
-    /// The requesting thread's supplementary groups, from the `Groups:` line of its
-    /// /proc status (the request names the thread). None when the process is gone: that can
-    /// only refuse more. libfuse's fuse_req_getgroups reads the file twice when it is over
-    /// 1 KiB, as it always is: one read of 4 KiB, open and close, are all this costs.
-    private static func groups(of request: fuse_req_t) -> [gid_t] {
-        let thread = fuse_req_ctx(request)!.pointee.pid
+    /// The thread's supplementary groups, from the `Groups:` line of its /proc status (the
+    /// request names the thread). None when the process is gone: that can only refuse more.
+    /// libfuse's fuse_req_getgroups reads the file twice when it is over 1 KiB, as it always
+    /// is: here one read of 4 KiB, an open and a close are all it costs.
+    private static func groups(ofThread thread: pid_t) -> [gid_t] {
         guard thread > 0 else { return [] }
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 4096) { buffer -> [gid_t] in
             let fd = open("/proc/\(thread)/task/\(thread)/status", O_RDONLY | O_CLOEXEC)
@@ -34,22 +49,23 @@ enum RequestIdentity {
         }
     }
 
-    /// The identity this thread last took, kept in thread-specific storage.
-    private enum Current {
+    /// What one libfuse worker thread knows of itself, in thread-specific storage.
+    private final class Worker {
+        /// The identity the thread has taken; nil when unknown.
+        var identity: Identity?
+        var groups: (thread: pid_t, uid: uid_t, gid: gid_t, groups: [gid_t], readAt: Duration)?
+
         nonisolated(unsafe) static let key: pthread_key_t = {
             var key = pthread_key_t()
-            pthread_key_create(&key) { $0.map { Unmanaged<Box>.fromOpaque($0).release() } }
+            pthread_key_create(&key) { $0.map { Unmanaged<Worker>.fromOpaque($0).release() } }
             return key
         }()
 
-        final class Box { let identity: Identity; init(_ identity: Identity) { self.identity = identity } }
-
-        static var identity: Identity? {
-            get { pthread_getspecific(key).map { Unmanaged<Box>.fromOpaque($0).takeUnretainedValue().identity } }
-            set {
-                if let old = pthread_getspecific(key) { Unmanaged<Box>.fromOpaque(old).release() }
-                pthread_setspecific(key, newValue.map { Unmanaged.passRetained(Box($0)).toOpaque() })
-            }
+        static var current: Worker {
+            if let known = pthread_getspecific(key) { return Unmanaged<Worker>.fromOpaque(known).takeUnretainedValue() }
+            let worker = Worker()
+            pthread_setspecific(key, Unmanaged.passRetained(worker).toOpaque())
+            return worker
         }
     }
 }
