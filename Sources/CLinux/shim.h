@@ -10,11 +10,19 @@
 #include <sys/fsuid.h>
 #include <fcntl.h>
 
-/* Open flags behind _GNU_SOURCE (values of the generic and x86 ABIs). */
+/* Open flags behind _GNU_SOURCE. O_DIRECT and O_LARGEFILE differ between architectures:
+   on arm64 040000 is O_DIRECTORY and 0100000 is O_NOFOLLOW. */
 #define NETUSE_O_PATH    010000000
-#define NETUSE_O_DIRECT  040000
 #define NETUSE_O_NOATIME 01000000
+#if defined(__aarch64__) || defined(__arm__) || defined(__powerpc__)
+#define NETUSE_O_DIRECT    0200000
+#define NETUSE_O_LARGEFILE 0400000
+#elif defined(__x86_64__) || defined(__i386__) || defined(__riscv) || defined(__loongarch__) || defined(__s390__)
+#define NETUSE_O_DIRECT    040000
 #define NETUSE_O_LARGEFILE 0100000
+#else
+#error "O_DIRECT and O_LARGEFILE: add this architecture's values"
+#endif
 
 #define NETUSE_RENAME_NOREPLACE (1u << 0)
 #define NETUSE_RENAME_EXCHANGE  (1u << 1)

@@ -3,7 +3,10 @@ import Glibc
 /// State behind a lock, with a condition to wait on: what `Mutex` is, plus waiting, which
 /// the Synchronization module does not offer. Every `withLock` wakes the waiters when it
 /// ends, so nobody has to remember to.
-public final class Monitor<State>: @unchecked Sendable {
+///
+/// The state must be Sendable: it is handed from thread to thread under the lock, and
+/// `@unchecked` here vouches only for the lock, never for what it guards.
+public final class Monitor<State: Sendable>: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var state: State
