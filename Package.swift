@@ -33,6 +33,7 @@ let package = Package(
         .testTarget(name: "NetUseCoreTests", dependencies: ["NetUseCore"]),
         .testTarget(name: "RedirectorTests", dependencies: ["Redirector"]),
         .testTarget(name: "BackendsTests", dependencies: ["Backends"]),
+        .testTarget(name: "NetUseDaemonTests", dependencies: ["NetUseDaemon"]),
     ],
     swiftLanguageModes: [.v6]
 )

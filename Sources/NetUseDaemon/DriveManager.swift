@@ -51,10 +51,6 @@ final class DriveManager: Sendable {
     private let state = Mutex(State())
     private let probe = ActivityProbe()
 
-    /// How long delete waits for the RELEASE of handles whose processes closed them:
-    /// FUSE sends it after close() has returned.
-    static let releaseGrace: Duration = .milliseconds(500)
-
     init(root: String, store: DriveRecords?) {
         self.root = root
         self.store = store
@@ -322,31 +318,23 @@ final class DriveManager: Sendable {
         return forgotten
     }
 
-    /// Why the drive may not be deleted now, or nil when nothing active uses it.
-    /// Open files and maps → 2401; only a cwd, root or executable → 2404. A FileHandle that
-    /// no process is seen to hold is a RELEASE still on its way (FUSE sends it after
-    /// close() has returned): it gets a short grace before it counts as an open file.
+    /// Why the drive may not be deleted now (DeletePolicy's rules), or nil when nothing
+    /// active uses it.
     private func refusal(_ drive: Drive) -> NetError? {
         let mountpoint = drive.mount.mountpoint
-        let graceEnds = MonotonicClock.now() + Self.releaseGrace
+        let graceEnds = MonotonicClock.now() + DeletePolicy.grace
         while true {
-            let uses = probe.scan(mountpoint: mountpoint)
-            let active = uses.filter { $0.how != .uninspectable }
-            let detail = uses.map(\.description)
-            if active.contains(where: \.holdsFiles) { return NetError(.openFiles, detail: detail) }
-            // The kernel's own open of an executable shows up as a FileHandle too.
-            let seen = Set(active.compactMap(\.path))
-            let pending = drive.redirector.liveHandles.filter { !seen.contains(mountpoint + "/" + drive.redirector.displayPath(of: $0.node)) }
-            if pending.isEmpty {
-                return active.isEmpty ? nil : NetError(.deviceInUse, detail: detail)
+            let held = drive.redirector.liveHandles.map { handle in
+                let path = mountpoint + "/" + drive.redirector.displayPath(of: handle.node)
+                return DeletePolicy.Held(path: path, description:
+                    "pid \(handle.opener.pid) (\(probe.command(of: handle.opener.pid))): open \(path) (the kernel has not released it)")
             }
-            if MonotonicClock.now() >= graceEnds {
-                return NetError(.openFiles, detail: detail + pending.map { handle in
-                    "pid \(handle.opener.pid) (\(probe.command(of: handle.opener.pid))): open \(mountpoint)/"
-                        + "\(drive.redirector.displayPath(of: handle.node)) (the kernel has not released it)"
-                })
+            switch DeletePolicy.decide(uses: probe.scan(mountpoint: mountpoint), held: held, now: MonotonicClock.now(),
+                                       graceEnds: graceEnds) {
+            case .proceed: return nil
+            case .refuse(let error): return error
+            case .waitForReleases: usleep(2_000)
             }
-            usleep(2_000)
         }
     }
 
