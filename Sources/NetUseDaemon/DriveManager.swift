@@ -243,9 +243,8 @@ final class DriveManager: Sendable {
 
     private func saveRecords() {
         guard let store else { return }
-        let records = state.withLock { Array($0.records.values) }
         do {
-            try store.save(records)
+            try store.save { state.withLock { Array($0.records.values) } }
         } catch {
             Log.error("cannot write \(store.path): \(error)")
         }

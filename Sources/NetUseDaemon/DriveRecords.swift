@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import NetUseCore
+import Synchronization
 
 /// A persistent drive as the state file keeps it: enough to connect it again at start.
 /// Never a password: an SMB drive that needs one names its credentials file.
@@ -17,13 +18,20 @@ struct DriveRecord: Codable, Equatable, Sendable {
     var global: Bool?
 }
 
-/// The instance's state file, written whole and atomically (temporary file, fsync, rename),
-/// mode 0600.
-struct DriveRecords: Sendable {
+/// The instance's state file, written whole and atomically (a temporary file of its own,
+/// fsync, rename, fsync of the directory), mode 0600, one save at a time: each save writes
+/// the records as they are when its turn comes, so the last one written is the newest.
+final class DriveRecords: Sendable {
     let path: String
+    private let saving = Mutex(())
 
     init(directory: String) {
         path = directory + "/drives.json"
+    }
+
+    /// Saves what `current` returns, read once this save holds the turn.
+    func save(_ current: () -> [DriveRecord]) throws(Errno) {
+        try saving.withLock { (_) throws(Errno) in try writeFile(current()) }
     }
 
     struct Corrupt: Error {
@@ -54,13 +62,16 @@ struct DriveRecords: Sendable {
         throw Corrupt(keptAs: aside)
     }
 
-    func save(_ records: [DriveRecord]) throws(Errno) {
+    private func writeFile(_ records: [DriveRecord]) throws(Errno) {
         struct File: Codable { var version: Int; var drives: [DriveRecord] }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let bytes = Array(try! encoder.encode(File(version: 1, drives: records.sorted { $0.letter < $1.letter })))
-        let temporary = path + ".tmp"
-        let fd = try systemCall { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) }
+        // A name of its own, made with O_EXCL and mode 0600 from the start.
+        var template = Array((path + ".tmp-XXXXXX").utf8CString)
+        let fd = try systemCall { mkstemp(&template) }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        let temporary = String(cString: template)
         do {
             var written = 0
             while written < bytes.count {
