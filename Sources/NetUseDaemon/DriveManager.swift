@@ -252,7 +252,7 @@ final class DriveManager: Sendable {
 
     // MARK: delete
 
-    /// DESIGN.md's delete rules. Returns how many deferred ServerOpens were flushed.
+    /// `net use /delete`, by DeletePolicy's rules. Returns how many deferred ServerOpens were flushed.
     func delete(_ letter: DriveLetter, force: Bool, wait: Duration, caller: Caller, owner: uid_t? = nil) throws(NetError) -> Int {
         let key = try state.withLock { (state) throws(NetError) in try state.key(letter, caller: caller, owner: owner) }
         if try forgetUnavailable(key, caller: caller) { return 0 }
