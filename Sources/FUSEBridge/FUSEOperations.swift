@@ -295,15 +295,15 @@ private func attributeChanges(_ attributes: stat, toSet: Int32) -> AttributeChan
     return changes
 }
 
-/// Serves a READDIR or READDIRPLUS from the snapshot taken at opendir; entry i has
-/// offset i + 1. READDIRPLUS hands the kernel a node reference per entry, so one is
-/// counted only for an entry that fits in the reply.
 /// A descriptor that cannot write has nothing to flush at close(2): the kernel may skip
 /// the FLUSH round trip. One that can waits there for its write-behind.
 private func noFlush(_ flags: Int32) -> UInt32 {
     flags & O_ACCMODE == O_RDONLY ? 1 : 0
 }
 
+/// Serves a READDIR or READDIRPLUS from the snapshot taken at opendir; entry i has
+/// offset i + 1. READDIRPLUS hands the kernel a node reference per entry, so one is
+/// counted only for an entry that fits in the reply.
 private func readDirectory(_ request: fuse_req_t, node: UInt64, size: Int, offset: off_t, handle: UInt64, plus: Bool) {
     let redirector = redirector(request)
     let entries: [DirectoryEntry]

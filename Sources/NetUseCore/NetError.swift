@@ -36,24 +36,25 @@ public struct NetError: Error, Equatable, Sendable, CustomStringConvertible {
         (["System error \(code.rawValue) has occurred.", "", text] + detail).joined(separator: "\n")
     }
 
-    static let texts: [Int: String] = [
-        5: "Access is denied.",
-        31: "A device attached to the system is not functioning.",
-        50: "The request is not supported.",
-        53: "The network path was not found.",
-        67: "The network name cannot be found.",
-        85: "The local device name is already in use.",
-        86: "The specified network password is not correct.",
-        87: "The parameter is incorrect.",
-        170: "The requested resource is in use.",
-        1219: "Multiple connections to a server or shared resource by the same user, using more than one user name, are not allowed.",
-        1326: "The user name or password is incorrect.",
-        2138: "The Workstation service has not been started.",
-        2250: "The network connection could not be found.",
-        2401: "There are open files on the connection.",
-        2404: "The device is being accessed by an active process.",
+    /// Each number once: its name above, its text here.
+    static let texts: [Code: String] = [
+        .accessDenied: "Access is denied.",
+        .deviceNotFunctioning: "A device attached to the system is not functioning.",
+        .notSupported: "The request is not supported.",
+        .badNetPath: "The network path was not found.",
+        .badNetName: "The network name cannot be found.",
+        .alreadyAssigned: "The local device name is already in use.",
+        .invalidPassword: "The specified network password is not correct.",
+        .invalidParameter: "The parameter is incorrect.",
+        .busy: "The requested resource is in use.",
+        .sessionCredentialConflict: "Multiple connections to a server or shared resource by the same user, using more than one user name, are not allowed.",
+        .logonFailure: "The user name or password is incorrect.",
+        .workstationNotStarted: "The Workstation service has not been started.",
+        .useNotFound: "The network connection could not be found.",
+        .openFiles: "There are open files on the connection.",
+        .deviceInUse: "The device is being accessed by an active process.",
     ]
 
     /// The text `NET HELPMSG code` prints, or nil for a number netuse does not use.
-    public static func text(for code: Int) -> String? { texts[code] }
+    public static func text(for code: Int) -> String? { texts[Code(rawValue: code)] }
 }
