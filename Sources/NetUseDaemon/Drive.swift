@@ -14,8 +14,12 @@ final class Drive: Sendable {
     let account: String
     let redirector: Redirector
     let mount: FUSEMount
+    /// How long one request to the share may take (SMB's `timeout`): what a stop waits for it.
+    let timeout: Duration
 
-    init(key: DriveKey, remote: Remote, owner: uid_t, account: String, redirector: Redirector, mount: FUSEMount) {
+    init(key: DriveKey, remote: Remote, owner: uid_t, account: String, redirector: Redirector, mount: FUSEMount,
+         timeout: Duration) {
+        self.timeout = timeout
         self.key = key
         self.remote = remote
         self.owner = owner

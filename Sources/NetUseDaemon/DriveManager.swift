@@ -151,7 +151,7 @@ final class DriveManager: Sendable {
         MountTable.setReadAhead(mountpoint, kibibytes: settings.readAheadKiB)
         Log.info("\(letter) connected to \(remote) at \(mountpoint) for \(key.owner.map { "uid \($0)" } ?? "every user")")
         return Drive(key: key, remote: remote, owner: owner.uid, account: credentials.user,
-                     redirector: redirector, mount: mount)
+                     redirector: redirector, mount: mount, timeout: settings.timeout)
     }
 
     /// The user's folder and the mountpoint in it, both the daemon's own. Something else
@@ -337,16 +337,17 @@ final class DriveManager: Sendable {
         }
     }
 
-    /// `net use /d /y`: the mount leaves the tree at once, every handle on the share is
-    /// closed, and what processes still hold answers EIO until they let go.
+    /// `net use /d /y`: the mount leaves the tree at once and what processes still hold
+    /// answers EIO until they let go. Every handle on the share is closed in the background,
+    /// so that a hung server holds up nobody (its requests end within the drive's timeout).
     private func forceOff(_ drive: Drive) -> Int {
         let closed = drive.redirector.openHandleCount + drive.redirector.deferredCount
         revokeAndDetach(drive)
         state.withLock { _ = $0.drives.removeValue(forKey: drive.key) }
-        // The session ends when the last process lets go of the detached mount.
         SystemThread.detach {
-            drive.mount.close()
             drive.redirector.disconnect()
+            // The session ends when the last process lets go of the detached mount.
+            drive.mount.close()
         }
         return closed
     }
@@ -387,28 +388,41 @@ final class DriveManager: Sendable {
 
     // MARK: stop
 
-    /// Takes every drive down for a daemon stop. A drive still in use is detached from the
-    /// tree: its users see it vanish, and the kernel ends its session when the daemon exits.
+    /// Takes every drive down for a daemon stop, all at once. Each leaves the tree first
+    /// (unmounted, or detached when still in use: its users see it vanish, and the kernel
+    /// ends its session when the daemon exits); then its handles on the share are closed.
+    /// Data is on the share already (closed and fsync'ed files were flushed then), so a
+    /// hung server may keep its handles past the stop, but not the stop itself: it returns
+    /// once every drive is done or `timeout` (the longest drive's) and a little more passed.
     func shutdown() {
         let drives = state.withLock { state in
             defer { state.drives.removeAll() }
             return Array(state.drives.values)
         }
+        let pending = Atomic(drives.count)
         for drive in drives {
-            _ = drive.redirector.flushDeferred()
-            do {
-                try MountTable.unmount(drive.mount.mountpoint)
-                finish(drive)
-                Log.info("\(drive.letter) unmounted")
-            } catch {
-                // Busy: detach it lazily; what processes still hold fails from now on, and
-                // the kernel ends the session when the daemon exits. Writes went through
-                // as they came: nothing is lost.
-                revokeAndDetach(drive)
-                drive.mount.abandon()
-                drive.redirector.disconnect()
-                Log.warning("\(drive.letter) was busy and is detached: \(error)")
+            SystemThread.detach { [self] in
+                stop(drive)
+                pending.subtract(1, ordering: .releasing)
             }
+        }
+        let deadline = MonotonicClock.now() + (drives.map(\.timeout).max() ?? .zero) + .seconds(2)
+        while pending.load(ordering: .acquiring) > 0 && MonotonicClock.now() < deadline { usleep(10_000) }
+        if pending.load(ordering: .acquiring) > 0 {
+            Log.warning("\(pending.load(ordering: .acquiring)) drives' shares did not answer in time; their handles are abandoned")
+        }
+    }
+
+    private func stop(_ drive: Drive) {
+        do {
+            try MountTable.unmount(drive.mount.mountpoint)
+            Log.info("\(drive.letter) unmounted")
+            finish(drive)
+        } catch {
+            revokeAndDetach(drive)
+            drive.mount.abandon()
+            Log.warning("\(drive.letter) was busy and is detached: \(error)")
+            drive.redirector.disconnect()
         }
     }
 

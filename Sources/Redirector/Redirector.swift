@@ -376,11 +376,11 @@ public final class Redirector: Sendable {
         return retired.count
     }
 
-    /// Forced delete: every request from now on fails with EIO and every handle on the
-    /// share is closed, the ones processes still hold included.
+    /// Forced delete: every request from now on fails with EIO. The handles on the share,
+    /// the ones processes still hold included, are closed by `disconnect`, which the caller
+    /// runs where a hung server cannot hold anyone up.
     public func revoke() {
         revoked.store(true, ordering: .releasing)
-        close(handles.withLock { $0.retireAll() })
     }
 
     // MARK: directories
