@@ -29,7 +29,10 @@ struct ControlClient {
                 "\(socketPath) is served by someone other than root or you; nothing was sent to it."])
         }
         do {
-            try UnixSocket.send(fd, request.encodedLine())
+            let sent = Result { () throws(Errno) in try UnixSocket.send(fd, request.encodedLine()) }
+            // A daemon that turns clients away (170) answers before it reads: its answer may
+            // be waiting even though it took nothing.
+            if case .failure(let error) = sent, error.rawValue != EPIPE && error.rawValue != ECONNRESET { throw error }
             // Responses are not bounded like requests: a long listing is still one line.
             var reader = LineReader(fd: fd, limit: Int.max)
             guard case .line(let line) = try reader.next() else {

@@ -35,10 +35,10 @@ class Daemon:
         self.log_path = base / "netused.log"
         self.process = None
 
-    def start(self, env=None):
+    def start(self, env=None, prefix=()):
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(BIN / "netused"), "--root", str(self.root), "--state-dir", str(self.state), "--foreground",
+            [*prefix, str(BIN / "netused"), "--root", str(self.root), "--state-dir", str(self.state), "--foreground",
              "--log-level", "debug", "--retry-interval", "0.5"],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=env)
         deadline = time.monotonic() + 10

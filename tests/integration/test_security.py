@@ -436,3 +436,36 @@ def test_a_global_drive_serves_every_user_as_themself(daemon, base, user_ctl):
     assert "System error 5" in ctl_as(daemon, ALICE, user_ctl, "delete", "g", expect=2).stderr
     assert "System error 85" in ctl_as(daemon, ALICE, user_ctl, "use", "g", str(base), expect=2).stderr
     daemon.ctl("delete", "g")
+
+
+def test_a_daemon_out_of_descriptors_answers_and_does_not_spin(base, user_ctl):
+    """Deferred handles can take every descriptor the daemon has; it still answers every
+    client (error 170 when it must) instead of leaving them queued while accept spins."""
+    share = owned_dir(base / "fd-hog", ALICE)
+    for index in range(120):
+        (share / f"f{index}").write_text("x")
+    daemon = Daemon(base)
+    try:
+        daemon.start(prefix=["prlimit", "--nofile=80:80"])
+        q = use_as(daemon, ALICE, user_ctl, "q", share, "-o", "maxdeferred=1024", "-o", "closetimeo=3600")
+        as_user(ALICE, f"""
+            for index in range(120):
+                try:
+                    open({str(q)!r} + f"/f{{index}}").read()
+                except OSError:
+                    pass
+            print(json.dumps({{"ok": True}}))""")
+        def cpu():
+            fields = open(f"/proc/{daemon.process.pid}/stat").read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        before, started = cpu(), time.monotonic()
+        answers = [ctl_as(daemon, BOB, user_ctl, "list", "--json") for _ in range(5)]
+        assert time.monotonic() - started < 5
+        for answer in answers:
+            parsed = json.loads(answer.stdout)
+            assert parsed["ok"] or parsed["error"]["code"] == 170, parsed
+        time.sleep(1)
+        assert cpu() - before < 0.5 * (time.monotonic() - started), "the daemon spins"
+        assert daemon.stop() == 0
+    finally:
+        daemon.cleanup()
