@@ -90,17 +90,17 @@ public struct Credentials: Equatable, Sendable {
     }
 }
 
-/// A `use` request, checked.
+/// A `use` request, checked. The remote is parsed by the kind of share that takes it.
 public struct UseRequest: Equatable, Sendable {
     public var letter: LetterChoice
-    public var remote: Remote
+    public var remote: String
     public var options: [String: String]
     public var credentials: Credentials
     public var persistent: Bool
     public var credentialsFile: String?
     public var global: Bool
 
-    public init(letter: LetterChoice, remote: Remote, options: [String: String] = [:], credentials: Credentials = Credentials(),
+    public init(letter: LetterChoice, remote: String, options: [String: String] = [:], credentials: Credentials = Credentials(),
                 persistent: Bool = false, credentialsFile: String? = nil, global: Bool = false) {
         self.letter = letter
         self.remote = remote
@@ -144,11 +144,9 @@ public enum ControlOperation: Equatable, Sendable {
             } else {
                 choice = .letter(try Self.letter(letterText))
             }
-            let remote = try Remote(parsing: try Self.required(request.remote, "remote"))
-            var account = request.user
-            if account == nil, case .smb(let location) = remote { account = location.user }
-            let credentials = account.map { Credentials(account: $0, password: request.password ?? "", domain: request.domain) }
-                ?? Credentials()
+            let remote = try Self.required(request.remote, "remote")
+            let credentials = request.user.map { Credentials(account: $0, password: request.password ?? "", domain: request.domain) }
+                ?? Credentials(password: request.password ?? "", domain: request.domain ?? "")
             if let file = request.credentialsFile, !file.hasPrefix("/") {
                 throw NetError(.invalidParameter, detail: ["The credentials file must be an absolute path, not \(file)."])
             }

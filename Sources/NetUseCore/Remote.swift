@@ -17,7 +17,18 @@ public struct SMBLocation: Hashable, Sendable {
     /// The same server as another drive's (for the one-user-per-server rule).
     public var serverKey: String { server.lowercased() + (port.map { ":\($0)" } ?? "") }
 
-    init(parsing text: String) throws(NetError) {
+    /// Whether the text is written as an SMB share at all.
+    public static func names(_ text: String) -> Bool {
+        text.hasPrefix("//") || text.hasPrefix("\\\\") || text.lowercased().hasPrefix("smb://")
+    }
+
+    /// Without a port, the UNC form users know; with one, the URL that says it.
+    public var description: String {
+        if port != nil { return url }
+        return "//\(server)/\(share)\(path.isEmpty ? "" : "/" + path)"
+    }
+
+    public init(parsing text: String) throws(NetError) {
         var rest = Substring(text.replacing("\\", with: "/"))
         var user: String?
         if rest.lowercased().hasPrefix("smb://") {
@@ -51,17 +62,28 @@ public struct SMBLocation: Hashable, Sendable {
     }
 }
 
-/// What a drive connects to, parsed from what the user typed.
-public enum Remote: Hashable, Sendable, CustomStringConvertible {
-    /// A directory on this machine: an absolute path or a `file://` URL.
-    case local(path: String)
-    case smb(SMBLocation)
+/// What a drive connects to, as the kind of share that took it parsed it from what the
+/// user typed (see `ShareKinds` in Backends).
+public struct Remote: Hashable, Sendable, CustomStringConvertible {
+    /// Which kind of share serves it: "file", "smb".
+    public let scheme: String
+    /// The canonical spelling, which `list` shows and the state file keeps.
+    public let description: String
+    /// The server, for the rule of one user name per server (nil for this machine).
+    public let server: String?
+    /// A user named in the remote itself (`smb://bob@server/share`).
+    public let user: String?
 
-    public init(parsing text: String) throws(NetError) {
-        if text.hasPrefix("//") || text.hasPrefix("\\\\") || text.lowercased().hasPrefix("smb://") {
-            self = .smb(try SMBLocation(parsing: text))
-            return
-        }
+    public init(scheme: String, description: String, server: String? = nil, user: String? = nil) {
+        self.scheme = scheme
+        self.description = description
+        self.server = server
+        self.user = user
+    }
+
+    /// A local directory: an absolute path or a `file://` URL (this machine only), in its
+    /// canonical spelling.
+    public static func localPath(parsing text: String) throws(NetError) -> String {
         var path = text
         if text.lowercased().hasPrefix("file://") {
             let rest = text.dropFirst("file://".count)
@@ -77,18 +99,7 @@ public enum Remote: Hashable, Sendable, CustomStringConvertible {
         guard path.hasPrefix("/") else {
             throw NetError(.badNetName, detail: ["A local share is an absolute directory path or a file:// URL: \(text)"])
         }
-        self = .local(path: Remote.normalized(path))
-    }
-
-    public var description: String {
-        switch self {
-        case .local(let path):
-            return path
-        case .smb(let location):
-            // Without a port, the UNC form users know; with one, the URL that says it.
-            if location.port != nil { return location.url }
-            return "//\(location.server)/\(location.share)\(location.path.isEmpty ? "" : "/" + location.path)"
-        }
+        return Remote.normalized(path)
     }
 
     /// Collapses `//`, `.` and `..` so that one directory has one spelling in `list`.

@@ -48,6 +48,7 @@ final class DriveManager: Sendable {
 
     let root: String
     private let store: DriveRecords?
+    private let kinds = ShareKinds.standard
     private let state = Mutex(State())
     private let probe = ActivityProbe()
 
@@ -84,25 +85,31 @@ final class DriveManager: Sendable {
         }
         if request.persistent {
             guard store != nil else { throw NetError(.invalidParameter, detail: ["This instance keeps no state: nothing can be persistent."]) }
-            if case .smb = request.remote, !request.credentials.password.isEmpty, request.credentialsFile == nil {
+            if !request.credentials.password.isEmpty, request.credentialsFile == nil {
                 throw NetError(.invalidParameter, detail: [
-                    "Passwords are never stored: a persistent SMB drive takes its password from --credentials FILE."])
+                    "Passwords are never stored: a persistent drive takes its password from --credentials FILE."])
             }
             // Read now as the caller, as it will be read at every start: a file the caller
             // may not read is never read for them.
             if let file = request.credentialsFile { _ = try CredentialsFile.read(file, owner: identity) }
         }
+        let (kind, remote) = try kinds.parse(request.remote)
+        var credentials = request.credentials
+        if credentials.user.isEmpty, let user = remote.user {
+            credentials = Credentials(account: user, password: credentials.password,
+                                      domain: credentials.domain.isEmpty ? nil : credentials.domain)
+        }
         let settings = try DriveOptions.parse(request.options)
         let key = try reserve(request.letter, owner: request.global ? nil : caller.uid)
         defer { state.withLock { _ = $0.reserved.remove(key) } }
         if request.persistent {
-            record = DriveRecord(letter: key.letter.name, remote: request.remote.description, owner: caller.uid,
+            record = DriveRecord(letter: key.letter.name, remote: remote.description, owner: caller.uid,
                                  ownerGroup: caller.gid, options: request.options,
-                                 user: request.credentials.user.isEmpty ? nil : request.credentials.user,
-                                 domain: request.credentials.domain.isEmpty ? nil : request.credentials.domain,
+                                 user: credentials.user.isEmpty ? nil : credentials.user,
+                                 domain: credentials.domain.isEmpty ? nil : credentials.domain,
                                  credentialsFile: request.credentialsFile, global: request.global ? true : nil)
         }
-        let drive = try connect(key, request.remote, settings: settings, credentials: request.credentials,
+        let drive = try connect(key, kind, remote, settings: settings, credentials: credentials,
                                 owner: caller, identity: identity)
         state.withLock { state in
             state.drives[key] = drive
@@ -113,20 +120,12 @@ final class DriveManager: Sendable {
     }
 
     /// Mounts a share at a letter the caller has reserved.
-    private func connect(_ key: DriveKey, _ remote: Remote, settings: DriveOptions, credentials: Credentials,
-                         owner: Caller, identity: Identity) throws(NetError) -> Drive {
+    private func connect(_ key: DriveKey, _ kind: any ShareKind, _ remote: Remote, settings: DriveOptions,
+                         credentials: Credentials, owner: Caller, identity: Identity) throws(NetError) -> Drive {
         let letter = key.letter
-        let backend: any ShareBackend
-        switch remote {
-        case .local(let path):
-            backend = try LocalShare(directory: path, caller: identity)
-        case .smb(let location):
-            try checkOneUserPerServer(location, credentials, owner: key.owner)
-            backend = try SMBShare(connection: SMBConnection(url: location.url, user: credentials.user,
-                                                             password: credentials.password, domain: credentials.domain,
-                                                             timeout: settings.timeout),
-                                   owner: owner, workers: settings.workers)
-        }
+        if let server = remote.server { try checkOneUserPerServer(server, credentials, owner: key.owner) }
+        let backend = try kind.connect(remote, ConnectRequest(owner: owner, identity: identity, credentials: credentials,
+                                                              timeout: settings.timeout, workers: settings.workers))
         let mountpoint = mountpoint(of: key)
         do throws(Errno) {
             try makeMountpoint(mountpoint)
@@ -199,7 +198,7 @@ final class DriveManager: Sendable {
     private func reconnect(_ key: DriveKey, _ record: DriveRecord) {
         let letter = key.letter
         do throws(NetError) {
-            let remote = try Remote(parsing: record.remote)
+            let (kind, remote) = try kinds.parse(record.remote)
             let settings = try DriveOptions.parse(record.options)
             // Nobody is waiting on the socket: the owner acts with what a fresh login gets.
             let identity = Identity.ofUser(uid: record.owner, gid: record.ownerGroup)
@@ -210,7 +209,7 @@ final class DriveManager: Sendable {
                                           domain: read.domain ?? record.domain)
             }
             let owner = Caller(uid: record.owner, gid: record.ownerGroup, pid: 0)
-            let drive = try connect(key, remote, settings: settings, credentials: credentials, owner: owner, identity: identity)
+            let drive = try connect(key, kind, remote, settings: settings, credentials: credentials, owner: owner, identity: identity)
             let kept = state.withLock { state -> Bool in
                 // Deleted meanwhile: the record is gone, and so must the drive be.
                 guard state.records[key] == record else { return false }
@@ -446,17 +445,16 @@ final class DriveManager: Sendable {
     /// Windows allows one user name per server and session: a second drive to the same
     /// server under another name is 1219.
     /// Like letters, this holds within one user's session (and among global drives).
-    private func checkOneUserPerServer(_ location: SMBLocation, _ credentials: Credentials, owner: uid_t?) throws(NetError) {
+    private func checkOneUserPerServer(_ server: String, _ credentials: Credentials, owner: uid_t?) throws(NetError) {
         let others = state.withLock { state in
             state.drives.values.compactMap { drive -> String? in
-                guard drive.key.owner == owner, case .smb(let other) = drive.remote,
-                      other.serverKey == location.serverKey else { return nil }
+                guard drive.key.owner == owner, drive.remote.server == server else { return nil }
                 return drive.account
             }
         }
         if let other = others.first(where: { $0.lowercased() != credentials.user.lowercased() }) {
             throw NetError(.sessionCredentialConflict, detail: [
-                "\(location.server) is already connected as \(other.isEmpty ? "guest" : other)."])
+                "\(server) is already connected as \(other.isEmpty ? "guest" : other)."])
         }
     }
 

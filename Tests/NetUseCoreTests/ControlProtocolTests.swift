@@ -21,10 +21,10 @@ import Testing
         let line = use.encodedLine()
         #expect(line.last == UInt8(ascii: "\n"))
         #expect(try operation(String(decoding: line.dropLast(), as: UTF8.self))
-                == .use(UseRequest(letter: .letter(DriveLetter("q")!), remote: .local(path: "/srv"), options: ["a": "b"])))
-        #expect(try operation(#"{"v":1,"op":"use","letter":"*","remote":"/srv"}"#) == .use(UseRequest(letter: .nextFree, remote: .local(path: "/srv"))))
+                == .use(UseRequest(letter: .letter(DriveLetter("q")!), remote: "/srv", options: ["a": "b"])))
+        #expect(try operation(#"{"v":1,"op":"use","letter":"*","remote":"/srv"}"#) == .use(UseRequest(letter: .nextFree, remote: "/srv")))
         #expect(try operation(#"{"v":1,"op":"use","letter":"q","remote":"/srv","persistent":true,"credentialsFile":"/etc/c"}"#)
-                == .use(UseRequest(letter: .letter(DriveLetter("q")!), remote: .local(path: "/srv"), persistent: true,
+                == .use(UseRequest(letter: .letter(DriveLetter("q")!), remote: "/srv", persistent: true,
                                    credentialsFile: "/etc/c")))
         #expect(try operation(#"{"v":1,"op":"delete","letter":"Q:"}"#) == .delete(DriveLetter("q")!, force: false, wait: .zero))
         #expect(try operation(#"{"v":1,"op":"delete","letter":"q","force":true,"wait":2.5}"#)
@@ -65,7 +65,6 @@ import Testing
         (#"{"v":1,"op":"refs"}"#, 87),
         (#"{"v":1,"op":"use","letter":"q","remote":"/srv","credentialsFile":"relative"}"#, 87),
         (#"{"v":1,"op":"format"}"#, 50),
-        (#"{"v":1,"op":"use","letter":"q","remote":"relative"}"#, 67),
     ])
     func badRequestsAreRefusedWithACode(_ json: String, _ expected: Int) {
         #expect(code(json) == expected)

@@ -19,15 +19,6 @@ import Testing
     @Test func anExplicitDomainWins() {
         #expect(Credentials(account: "CORP\\alice", password: "", domain: "OTHER").domain == "OTHER")
     }
-
-    @Test func theUserOfAnSMBURLIsTheDefault() throws {
-        let line = #"{"v":1,"op":"use","letter":"q","remote":"smb://bob@files/share","password":"pw"}"#
-        guard case .use(let request) = try ControlOperation(line: Array(line.utf8)) else {
-            Issue.record("not a use")
-            return
-        }
-        #expect(request.credentials == Credentials(user: "bob", password: "pw", domain: ""))
-    }
 }
 
 @Suite struct CredentialsFileTests {

@@ -1,7 +1,11 @@
+import Backends
 import NetUseCore
 import Testing
 
-@Suite struct RemoteTests {
+/// Remotes as the kinds of share parse them: the first kind that recognises the text takes it.
+@Suite struct ShareKindsTests {
+    private func parse(_ text: String) throws(NetError) -> Remote { try ShareKinds.standard.parse(text).remote }
+
     @Test(arguments: [
         ("/srv/share", "/srv/share"),
         ("/srv/share/", "/srv/share"),
@@ -12,12 +16,12 @@ import Testing
         ("file:///srv/my%20share", "/srv/my share"),
     ])
     func parsesLocalShares(_ text: String, _ path: String) throws {
-        #expect(try Remote(parsing: text) == .local(path: path))
+        #expect(try parse(text) == Remote(scheme: "file", description: path))
     }
 
     private func code(_ text: String) -> Int? {
         do {
-            _ = try Remote(parsing: text)
+            _ = try parse(text)
             return nil
         } catch {
             return error.code.rawValue
@@ -37,19 +41,19 @@ import Testing
         ("//server//share/", "smb://server/share", "//server/share"),
     ])
     func parsesSMBShares(_ text: String, _ url: String, _ shown: String) throws {
-        guard case .smb(let location) = try Remote(parsing: text) else {
-            Issue.record("\(text) is not an SMB share")
-            return
-        }
-        #expect(location.url == url)
-        #expect(try Remote(parsing: text).description == shown)
+        let remote = try parse(text)
+        #expect(remote.scheme == "smb")
+        #expect(try SMBLocation(parsing: text).url == url)
+        #expect(remote.description == shown)
+        // What the state file keeps parses to the same remote.
+        #expect(try parse(remote.description).description == shown)
     }
 
     @Test func takesTheUserFromTheURL() throws {
-        guard case .smb(let location) = try Remote(parsing: "smb://bob@files:139/home") else { return }
-        #expect(location.user == "bob")
-        #expect(location.port == 139)
-        #expect(location.serverKey == "files:139")
+        let remote = try parse("smb://bob@files:139/home")
+        #expect(remote.user == "bob")
+        #expect(remote.server == "files:139")
+        #expect(try parse("/srv").server == nil)
     }
 
     @Test(arguments: ["//server", "//", "smb://", "smb://server", "//server:0/share", "//server:99999/share", "smb://:445/share"])
