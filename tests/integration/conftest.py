@@ -212,6 +212,14 @@ def share(request, base):
 
 
 @pytest.fixture
+def user_share(samba):
+    """The SMB share with a user name, emptied before and after."""
+    empty(samba.base / "user")
+    yield Share("smb", samba.base / "user", samba.url("user"), user=Samba.USER, password=Samba.PASSWORD)
+    empty(samba.base / "user")
+
+
+@pytest.fixture
 def daemon(base):
     instance = Daemon(base)
     try:

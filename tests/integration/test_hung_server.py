@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import Daemon, Samba, Share, empty
+from conftest import Daemon
 
 TIMEOUT = 6
 
@@ -24,13 +24,6 @@ def hung(samba):
     yield stop
     if stopped:
         os.killpg(samba.process.pid, signal.SIGCONT)
-
-
-@pytest.fixture
-def user_share(samba):
-    empty(samba.base / "user")
-    yield Share("smb", samba.base / "user", samba.url("user"), user=Samba.USER, password=Samba.PASSWORD)
-    empty(samba.base / "user")
 
 
 def busy_drive(daemon, share):

@@ -18,13 +18,6 @@ def use(daemon, letter, remote, *arguments, password=None, expect=0):
     return result
 
 
-@pytest.fixture
-def user_share(samba):
-    empty(samba.base / "user")
-    yield Share("smb", samba.base / "user", samba.url("user"), user=Samba.USER, password=Samba.PASSWORD)
-    empty(samba.base / "user")
-
-
 def test_guest_share_needs_no_user(daemon, samba):
     drive = daemon.use("g", Share("smb", samba.base / "guest", samba.url("guest")))
     (drive / "hello.txt").write_text("hello")
