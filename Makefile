@@ -14,7 +14,7 @@ DEBUG_BIN   = $(shell $(SWIFT) build --show-bin-path)
 # The peers the benchmark measures netuse against.
 BENCH_PACKAGES := rclone smbnetfs bindfs
 
-.PHONY: all build deps bench-deps test unit-test integration-test demo bench install uninstall clean
+.PHONY: all build deps bench-deps test unit-test integration-test demo bench soak install uninstall clean
 
 all: build
 
@@ -53,6 +53,12 @@ bench-deps: deps
 # Mounts, drops caches and starts smbd: run as root. The table lands in bench-results/.
 bench: bench-deps build
 	NETUSE_BIN=$(RELEASE_BIN) python3 bench/bench.py $(BENCH_ARGS)
+
+# Mixed load on several drives while smbd stalls and restarts; SOAK_SECONDS=1800 for the
+# long run. Fails on a wrong byte, an operation past its bound, or growth after warm-up.
+SOAK_SECONDS ?= 300
+soak: deps build
+	NETUSE_BIN=$(RELEASE_BIN) python3 tools/soak.py --duration $(SOAK_SECONDS) $(SOAK_ARGS)
 
 demo: deps build
 	NETUSE_BIN=$(RELEASE_BIN) bash scripts/demo.sh

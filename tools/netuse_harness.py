@@ -66,6 +66,10 @@ class Samba:
 """)
         subprocess.run(["smbpasswd", "-c", str(self.config), "-s", "-a", self.USER],
                        input=f"{self.PASSWORD}\n{self.PASSWORD}\n", text=True, check=True, capture_output=True)
+        self.start()
+
+    def start(self):
+        """Starts smbd on its port (again, after `stop`: the soak restarts it)."""
         self.process = subprocess.Popen(
             ["smbd", "--foreground", "--no-process-group", "-s", str(self.config), "-d", "1"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
