@@ -307,8 +307,9 @@ private func noFlush(_ flags: Int32) -> UInt32 {
 private func readDirectory(_ request: fuse_req_t, node: UInt64, size: Int, offset: off_t, handle: UInt64, plus: Bool) {
     let redirector = redirector(request)
     let entries: [DirectoryEntry]
+    let writes: UInt64?
     do {
-        entries = try redirector.directoryEntries(handle)
+        (entries, writes) = try redirector.directoryEntries(handle)
     } catch {
         fuse_reply_err(request, code(error))
         return
@@ -325,12 +326,16 @@ private func readDirectory(_ request: fuse_req_t, node: UInt64, size: Int, offse
             let needed = fuse_add_direntry_plus(request, nil, 0, entry.name, nil, 0)
             if needed > size - used { break }
             var parameters = fuse_entry_param()
-            if entry.name == "." || entry.name == ".." {
+            if entry.name == "." || entry.name == ".." || writes == nil {
+                // No node: the kernel lists the name and takes nothing else from the entry.
+                // A listing taken before a write through the drive holds attributes older
+                // than what the kernel knows, and a READDIRPLUS sent after that write would
+                // pass the kernel's own check (a read after write and close saw 0 bytes).
                 parameters.attr.st_ino = entry.attributes.st_ino
                 parameters.attr.st_mode = entry.attributes.st_mode
             } else {
                 parameters = entryParameters(Redirector.Entry(
-                    node: redirector.remember(parent: node, name: entry.name, attributes: entry.attributes),
+                    node: redirector.remember(parent: node, name: entry.name, attributes: entry.attributes, writes: writes),
                     attributes: entry.attributes), timeout: redirector.kernelTimeout)
             }
             added = fuse_add_direntry_plus(request, buffer + used, size - used, entry.name, &parameters, next)

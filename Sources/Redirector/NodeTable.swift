@@ -105,8 +105,13 @@ struct NodeTable {
         nodes[id]?.generation
     }
 
+    /// Every write through the drive: a listing taken before the latest one may hold
+    /// attributes older than what the kernel was told since.
+    private(set) var writes: UInt64 = 0
+
     /// A write through the drive changed the node: what was fetched before is stale.
     mutating func invalidate(_ id: UInt64) {
+        writes &+= 1
         guard nodes[id] != nil else { return }
         nodes[id]!.generation &+= 1
         nodes[id]!.attributes = nil

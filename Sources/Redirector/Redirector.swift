@@ -97,8 +97,10 @@ public final class Redirector: Sendable {
             return Entry(node: cached.node, attributes: cached.attributes, timeout: attributeTimeout - cached.age)
         }
         let path = try path(of: parent, name)
+        // A node new to the table starts at generation 0: a write to it meanwhile moves that.
+        let asked = nodes.withLock { table in table.existing(parent: parent, name: name).flatMap { table.generation(of: $0) } } ?? 0
         let attributes = try backend.attributes(of: path)
-        return Entry(node: remember(parent: parent, name: name, attributes: attributes), attributes: attributes)
+        return Entry(node: remember(parent: parent, name: name, attributes: attributes, generation: asked), attributes: attributes)
     }
 
     /// Past half the attribute timeout, a node in use is asked for again in the background,
@@ -121,14 +123,30 @@ public final class Redirector: Sendable {
     }
 
     /// Counts a reference the kernel takes, with the attributes it is told (READDIRPLUS
-    /// entries come without a LOOKUP).
-    public func remember(parent: UInt64, name: String, attributes: stat? = nil) -> UInt64 {
+    /// entries come without a LOOKUP). They are kept only if nothing was written to the node
+    /// since they were asked for (`generation`), or to the drive (`writes`), when given.
+    public func remember(parent: UInt64, name: String, attributes: stat? = nil, generation: UInt64? = nil,
+                         writes: UInt64? = nil) -> UInt64 {
         let now = clock()
         return nodes.withLock { table in
             let node = table.remember(parent: parent, name: name)
-            if let attributes { table.record(attributes, of: node, at: now) }
+            if let attributes, writes.map({ $0 == table.writes }) ?? true {
+                table.record(attributes, of: node, at: now, generation: generation)
+            }
             return node
         }
+    }
+
+    /// Asks the share for a node's attributes and keeps the answer unless something was
+    /// written to the node while the question was out: an answer from before a write,
+    /// recorded after it, would be served as fresh (a read after write and close saw 0 bytes
+    /// while a walker stat'ed the file).
+    private func fetch(_ node: UInt64, _ ask: () throws(Errno) -> stat) throws(Errno) -> stat {
+        let generation = nodes.withLock { $0.generation(of: node) }
+        let attributes = try ask()
+        let now = clock()
+        if let generation { nodes.withLock { $0.record(attributes, of: node, at: now, generation: generation) } }
+        return attributes
     }
 
     private func record(_ attributes: stat, of node: UInt64) -> stat {
@@ -143,8 +161,8 @@ public final class Redirector: Sendable {
 
     public func attributes(of node: UInt64, handle: UInt64?) throws(Errno) -> stat {
         let (path, open) = try target(node, handle: handle)
-        if let open { return record(try backend.attributes(of: open), of: node) }
-        return record(try backend.attributes(of: path), of: node)
+        if let open { return try fetch(node) { () throws(Errno) in try backend.attributes(of: open) } }
+        return try fetch(node) { () throws(Errno) in try backend.attributes(of: path) }
     }
 
     public func setAttributes(_ changes: AttributeChanges, of node: UInt64, handle: UInt64?) throws(Errno) -> stat {
@@ -292,7 +310,7 @@ public final class Redirector: Sendable {
                 current = cached.attributes
                 refreshAhead(node, age: cached.age)
             } else {
-                current = record(try backend.attributes(of: path), of: node)
+                current = try fetch(node) { () throws(Errno) in try backend.attributes(of: path) }
             }
             let collapsed = handles.withLock {
                 $0.collapse(path: path, kind: kind, current: current, node: node, opener: caller, now: now)
@@ -386,15 +404,20 @@ public final class Redirector: Sendable {
     // MARK: directories
 
     public func openDirectory(_ node: UInt64) throws(Errno) -> UInt64 {
-        let entries = try backend.list(try path(of: node))
-        return directories.withLock { $0.insert(entries) }
+        let path = try path(of: node)
+        let writes = nodes.withLock { $0.writes }
+        let entries = try backend.list(path)
+        return directories.withLock { $0.insert(Listing(entries: entries, writes: writes)) }
     }
 
-    /// The snapshot taken at opendir, so that offsets stay stable while the caller reads.
-    public func directoryEntries(_ handle: UInt64) throws(Errno) -> [DirectoryEntry] {
+    /// The snapshot taken at opendir, so that offsets stay stable while the caller reads,
+    /// and the drive's count of writes when it was taken: its attributes are current only
+    /// while that count stands (see `remember`); nil once it moved, when they may be older
+    /// than what the kernel knows.
+    public func directoryEntries(_ handle: UInt64) throws(Errno) -> (entries: [DirectoryEntry], writes: UInt64?) {
         try checkConnected()
-        guard let entries = directories.withLock({ $0[handle] }) else { throw Errno(EBADF) }
-        return entries
+        guard let listing = directories.withLock({ $0[handle] }) else { throw Errno(EBADF) }
+        return (listing.entries, nodes.withLock { $0.writes } == listing.writes ? listing.writes : nil)
     }
 
     public func releaseDirectory(_ handle: UInt64) {
@@ -440,19 +463,25 @@ public final class Redirector: Sendable {
     }
 }
 
+/// A listing taken at opendir, and how many writes the drive had seen when it was asked for.
+struct Listing {
+    let entries: [DirectoryEntry]
+    let writes: UInt64
+}
+
 /// Directory listings taken at opendir, by directory handle.
 struct DirectorySnapshots {
-    private var snapshots: [UInt64: [DirectoryEntry]] = [:]
+    private var snapshots: [UInt64: Listing] = [:]
     private var nextID: UInt64 = 1
 
-    mutating func insert(_ entries: [DirectoryEntry]) -> UInt64 {
+    mutating func insert(_ listing: Listing) -> UInt64 {
         let id = nextID
         nextID += 1
-        snapshots[id] = entries
+        snapshots[id] = listing
         return id
     }
 
-    subscript(id: UInt64) -> [DirectoryEntry]? { snapshots[id] }
+    subscript(id: UInt64) -> Listing? { snapshots[id] }
 
     mutating func remove(_ id: UInt64) { snapshots[id] = nil }
 }
