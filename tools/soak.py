@@ -41,7 +41,7 @@ class Soak:
         self.stop_at = time.monotonic() + duration
         self.failures = []
         self.samples = []
-        self.counts = {"reads": 0, "writes": 0, "walks": 0, "kb": 0, "errors": 0, "stalls": 0, "restarts": 0}
+        self.counts = {"reads": 0, "writes": 0, "walks": 0, "kb": 0, "stalls": 0, "restarts": 0}
         self.lock = threading.Lock()
         self.root = work / "root"
         self.socket = self.root / "control.sock"
@@ -74,7 +74,7 @@ class Soak:
 
     def count(self, key):
         with self.lock:
-            self.counts[key] += 1
+            self.counts[key] = self.counts.get(key, 0) + 1
 
     def running(self):
         return time.monotonic() < self.stop_at and len(self.failures) < 20
@@ -84,8 +84,10 @@ class Soak:
         started = time.monotonic()
         try:
             return operation()
-        except OSError:
-            self.count("errors")
+        except FileNotFoundError:
+            raise  # a name not written yet
+        except OSError as error:
+            self.count(f"{what.split()[1].split('/')[-2]}:errno{error.errno}")
             raise
         finally:
             elapsed = time.monotonic() - started
@@ -112,10 +114,14 @@ class Soak:
                     self.count("writes")
                 except OSError:
                     known.pop(path, None)
+                    time.sleep(0.05)  # the server is away: a program would not spin either
             else:
                 try:
                     got = self.timed(f"read {path}", lambda: path.read_bytes())
+                except FileNotFoundError:
+                    continue
                 except OSError:
+                    time.sleep(0.05)
                     continue
                 self.count("reads")
                 if path in known and hashlib.sha256(got).hexdigest() != known[path]:
@@ -187,8 +193,9 @@ class Soak:
         rss = int(status["VmRSS"].split()[0])
         threads = int(status["Threads"])
         fds = len(os.listdir(f"/proc/{pid}/fd"))
-        children = Path(f"/proc/{pid}/task/{pid}/children")
-        workers = len(children.read_text().split()) if children.exists() else 0
+        # Workers are children of whichever thread started them.
+        workers = sum(len((task / "children").read_text().split()) for task in Path(f"/proc/{pid}/task").iterdir()
+                      if (task / "children").exists())
         return {"t": round(time.monotonic() - self.started, 1), "rss_kib": rss, "fds": fds, "threads": threads, "workers": workers}
 
     def sampler(self):
