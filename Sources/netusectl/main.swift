@@ -58,7 +58,7 @@ struct Netusectl: ParsableCommand {
         commandName: "netusectl",
         abstract: "Connect shares to drive letters through netused, like `net use`.",
         discussion: "Exit status: 0 on success, 2 when the command fails with a System error, 64 on a usage error.",
-        subcommands: [Use.self, Delete.self, List.self, Refs.self, HelpMsg.self])
+        subcommands: [Use.self, Delete.self, List.self, Refs.self, HelpMsg.self, NetUseList.self, NetUseDelete.self])
 }
 
 struct Use: ParsableCommand {
@@ -310,4 +310,4 @@ for (index, argument) in arguments.enumerated() where argument == "--persistent"
     let next = index + 1 < arguments.count ? arguments[index + 1] : ""
     if next != "yes" && next != "no" { arguments[index] = "--persistent=yes" }
 }
-Netusectl.main(arguments)
+Netusectl.main(netUseArguments(arguments) ?? arguments)
