@@ -6,7 +6,7 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 USERUNITDIR ?= $(PREFIX)/lib/systemd/user
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the build, the tests and the demo need.
-DEB_PACKAGES := fuse3 libfuse3-dev acl pkg-config util-linux python3 libsmbclient-dev samba smbclient systemd
+DEB_PACKAGES := fuse3 libfuse3-dev acl man-db pkg-config util-linux python3 libsmbclient-dev samba smbclient systemd
 
 RELEASE_BIN = $(shell $(SWIFT) build -c release --show-bin-path)
 DEBUG_BIN   = $(shell $(SWIFT) build --show-bin-path)
@@ -14,7 +14,7 @@ DEBUG_BIN   = $(shell $(SWIFT) build --show-bin-path)
 # The peers the benchmark measures netuse against.
 BENCH_PACKAGES := rclone smbnetfs bindfs
 
-.PHONY: all build deps bench-deps test unit-test integration-test demo bench soak install uninstall clean
+.PHONY: all build deps bench-deps test unit-test integration-test demo bench soak man completions install uninstall clean
 
 all: build
 
@@ -63,7 +63,26 @@ soak: deps build
 demo: deps build
 	NETUSE_BIN=$(RELEASE_BIN) bash scripts/demo.sh
 
-install: build
+# Manual pages and shell completions, generated from the argument parsers:
+# netusectl(1), netused(8); bash, zsh and fish.
+GENERATED := .build/generated
+man:
+	mkdir -p $(GENERATED)/man1 $(GENERATED)/man8
+	$(SWIFT) package --allow-writing-to-package-directory generate-manual --output-directory $(GENERATED)/man1 --section 1
+	$(SWIFT) package --allow-writing-to-package-directory generate-manual --output-directory $(GENERATED)/man8 --section 8
+
+completions: build
+	mkdir -p $(GENERATED)/completions
+	$(RELEASE_BIN)/netusectl --generate-completion-script bash > $(GENERATED)/completions/netusectl.bash
+	$(RELEASE_BIN)/netusectl --generate-completion-script zsh > $(GENERATED)/completions/_netusectl
+	$(RELEASE_BIN)/netusectl --generate-completion-script fish > $(GENERATED)/completions/netusectl.fish
+
+install: build man completions
+	install -D -m 0644 $(GENERATED)/man1/netusectl.1 $(DESTDIR)$(PREFIX)/share/man/man1/netusectl.1
+	install -D -m 0644 $(GENERATED)/man8/netused.8 $(DESTDIR)$(PREFIX)/share/man/man8/netused.8
+	install -D -m 0644 $(GENERATED)/completions/netusectl.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/netusectl
+	install -D -m 0644 $(GENERATED)/completions/_netusectl $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_netusectl
+	install -D -m 0644 $(GENERATED)/completions/netusectl.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/netusectl.fish
 	install -D -m 0755 $(RELEASE_BIN)/netused $(DESTDIR)$(PREFIX)/bin/netused
 	install -D -m 0755 $(RELEASE_BIN)/netusectl $(DESTDIR)$(PREFIX)/bin/netusectl
 	install -D -m 0755 $(RELEASE_BIN)/netuse-smb-worker $(DESTDIR)$(PREFIX)/libexec/netuse/netuse-smb-worker
@@ -75,6 +94,9 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/netused $(DESTDIR)$(PREFIX)/bin/netusectl $(DESTDIR)$(UNITDIR)/netused.service
 	rm -f $(DESTDIR)$(USERUNITDIR)/netused.service
 	rm -f $(DESTDIR)$(PREFIX)/libexec/netuse/netuse-smb-worker
+	rm -f $(DESTDIR)$(PREFIX)/share/man/man1/netusectl.1 $(DESTDIR)$(PREFIX)/share/man/man8/netused.8
+	rm -f $(DESTDIR)$(PREFIX)/share/bash-completion/completions/netusectl $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_netusectl
+	rm -f $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/netusectl.fish
 
 clean:
 	rm -rf .build

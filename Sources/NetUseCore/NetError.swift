@@ -55,6 +55,11 @@ public struct NetError: Error, Equatable, Sendable, CustomStringConvertible {
         .deviceInUse: "The device is being accessed by an active process.",
     ]
 
+    /// Every number netuse answers with, and its text, in order.
+    public static var all: [(code: Int, text: String)] {
+        texts.map { ($0.key.rawValue, $0.value) }.sorted { $0.code < $1.code }
+    }
+
     /// The text `NET HELPMSG code` prints, or nil for a number netuse does not use.
     public static func text(for code: Int) -> String? { texts[Code(rawValue: code)] }
 }

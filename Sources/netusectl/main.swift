@@ -57,7 +57,14 @@ struct Netusectl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "netusectl",
         abstract: "Connect shares to drive letters through netused, like `net use`.",
-        discussion: "Exit status: 0 on success, 2 when the command fails with a System error, 64 on a usage error.",
+        discussion: """
+            Exit status: 0 on success, 2 when the command fails with a System error, 64 on a usage error.
+
+            NET USE's own spelling works too: use Q: \\\\server\\share [*] [/user:NAME] [/persistent:yes|no] [/savecred], \
+            use Q: /delete [/y], use * /delete /y, and use alone.
+
+            System errors (netusectl helpmsg N explains one):
+            """ + "\n" + NetError.all.map { "  \($0.code)  \($0.text)" }.joined(separator: "\n"),
         subcommands: [Use.self, Delete.self, List.self, Refs.self, HelpMsg.self, NetUseList.self, NetUseDelete.self])
 }
 
