@@ -14,7 +14,7 @@ DEBUG_BIN   = $(shell $(SWIFT) build --show-bin-path)
 # The peers the benchmark measures netuse against.
 BENCH_PACKAGES := rclone smbnetfs bindfs
 
-.PHONY: all build deps bench-deps test unit-test integration-test demo bench soak man completions install uninstall clean
+.PHONY: all build deps bench-deps test unit-test integration-test demo bench soak man completions install install-files deb uninstall clean
 
 all: build
 
@@ -71,24 +71,45 @@ man:
 	$(SWIFT) package --allow-writing-to-package-directory generate-manual --output-directory $(GENERATED)/man1 --section 1
 	$(SWIFT) package --allow-writing-to-package-directory generate-manual --output-directory $(GENERATED)/man8 --section 8
 
-completions: build
-	mkdir -p $(GENERATED)/completions
-	$(RELEASE_BIN)/netusectl --generate-completion-script bash > $(GENERATED)/completions/netusectl.bash
-	$(RELEASE_BIN)/netusectl --generate-completion-script zsh > $(GENERATED)/completions/_netusectl
-	$(RELEASE_BIN)/netusectl --generate-completion-script fish > $(GENERATED)/completions/netusectl.fish
+# The binaries install-files and deb take (make deb BIN=.build/debug for a quick one).
+BIN ?= $(RELEASE_BIN)
 
-install: build man completions
+completions:
+	mkdir -p $(GENERATED)/completions
+	$(BIN)/netusectl --generate-completion-script bash > $(GENERATED)/completions/netusectl.bash
+	$(BIN)/netusectl --generate-completion-script zsh > $(GENERATED)/completions/_netusectl
+	$(BIN)/netusectl --generate-completion-script fish > $(GENERATED)/completions/netusectl.fish
+
+install: build man
+	$(MAKE) install-files
+
+install-files: completions
 	install -D -m 0644 $(GENERATED)/man1/netusectl.1 $(DESTDIR)$(PREFIX)/share/man/man1/netusectl.1
 	install -D -m 0644 $(GENERATED)/man8/netused.8 $(DESTDIR)$(PREFIX)/share/man/man8/netused.8
 	install -D -m 0644 $(GENERATED)/completions/netusectl.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/netusectl
 	install -D -m 0644 $(GENERATED)/completions/_netusectl $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_netusectl
 	install -D -m 0644 $(GENERATED)/completions/netusectl.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/netusectl.fish
-	install -D -m 0755 $(RELEASE_BIN)/netused $(DESTDIR)$(PREFIX)/bin/netused
-	install -D -m 0755 $(RELEASE_BIN)/netusectl $(DESTDIR)$(PREFIX)/bin/netusectl
-	install -D -m 0755 $(RELEASE_BIN)/netuse-smb-worker $(DESTDIR)$(PREFIX)/libexec/netuse/netuse-smb-worker
+	install -D -m 0755 $(BIN)/netused $(DESTDIR)$(PREFIX)/bin/netused
+	install -D -m 0755 $(BIN)/netusectl $(DESTDIR)$(PREFIX)/bin/netusectl
+	install -D -m 0755 $(BIN)/netuse-smb-worker $(DESTDIR)$(PREFIX)/libexec/netuse/netuse-smb-worker
 	install -D -m 0644 systemd/netused.service $(DESTDIR)$(UNITDIR)/netused.service
 	install -D -m 0644 systemd/user/netused.service $(DESTDIR)$(USERUNITDIR)/netused.service
 	sed -i 's|/usr/local/bin|$(PREFIX)/bin|' $(DESTDIR)$(UNITDIR)/netused.service $(DESTDIR)$(USERUNITDIR)/netused.service
+
+# A Debian package of what make install puts in place, under /usr, with a postinst that
+# reloads systemd: .build/generated/netuse_VERSION_ARCH.deb.
+VERSION = $(shell sed -n 's/.*current = "\(.*\)"/\1/p' Sources/NetUseCore/Version.swift)
+ARCH = $(shell dpkg --print-architecture)
+DEB = $(GENERATED)/netuse_$(VERSION)_$(ARCH).deb
+# Without BIN, a release build with the Swift runtime linked in, so that the package needs
+# no Swift toolchain where it is installed.
+deb: man
+	[ "$(origin BIN)" = "command line" ] || $(SWIFT) build -c release --static-swift-stdlib
+	rm -rf $(GENERATED)/deb && mkdir -p $(GENERATED)/deb/DEBIAN
+	$(MAKE) install-files DESTDIR=$(CURDIR)/$(GENERATED)/deb PREFIX=/usr UNITDIR=/usr/lib/systemd/system USERUNITDIR=/usr/lib/systemd/user
+	sed -e 's/@VERSION@/$(VERSION)/' -e 's/@ARCH@/$(ARCH)/' packaging/debian/control > $(GENERATED)/deb/DEBIAN/control
+	install -m 0755 packaging/debian/postinst packaging/debian/postrm $(GENERATED)/deb/DEBIAN/
+	dpkg-deb --root-owner-group --build $(GENERATED)/deb $(DEB)
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/netused $(DESTDIR)$(PREFIX)/bin/netusectl $(DESTDIR)$(UNITDIR)/netused.service

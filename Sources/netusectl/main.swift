@@ -65,6 +65,7 @@ struct Netusectl: ParsableCommand {
 
             System errors (netusectl helpmsg N explains one):
             """ + "\n" + NetError.all.map { "  \($0.code)  \($0.text)" }.joined(separator: "\n"),
+        version: NetUseVersion.current,
         subcommands: [Use.self, Delete.self, List.self, Refs.self, HelpMsg.self, NetUseList.self, NetUseDelete.self])
 }
 

@@ -7,7 +7,8 @@ struct Netused: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "netused",
         abstract: "The netuse daemon: maps shares to drive letters as FUSE mounts.",
-        discussion: "A user's drive q is mounted at ROOT/UID/q (a global one at ROOT/global/q); clients talk to ROOT/control.sock. Run as root, it acts as each caller on local shares.")
+        discussion: "A user's drive q is mounted at ROOT/UID/q (a global one at ROOT/global/q); clients talk to ROOT/control.sock. Run as root, it acts as each caller on local shares.",
+        version: NetUseVersion.current)
 
     @Option(help: "The instance's directory (default: /run/netuse for root, $XDG_RUNTIME_DIR/netuse otherwise).")
     var root: String?
