@@ -174,7 +174,8 @@ struct Delete: ParsableCommand {
     }
 
     func run() throws {
-        let response = try connection.perform(ControlRequest(op: "delete", letter: letter, force: force ? true : nil, wait: wait, owner: owner))
+        let request = ControlRequest(op: "delete", letter: letter, force: force ? true : nil, wait: wait, owner: owner)
+        let response = try wait.map { try waitShowingWhy(request, seconds: $0) } ?? connection.perform(request)
         if connection.json { return connection.printJSON(response) }
         print("\(DriveLetter(letter)!) was deleted successfully.")
         if force {
@@ -183,6 +184,47 @@ struct Delete: ParsableCommand {
             print("\(response.flushed ?? 0) deferred closes were flushed.")
         }
         print("")
+    }
+}
+
+extension Delete {
+    /// `--wait`: asks again twice a second, and shows what it waits for: on a terminal the
+    /// processes still holding the drive and the time left, rewritten in place; otherwise a
+    /// plain line whenever that changes. The daemon's own answer ends it.
+    private func waitShowingWhy(_ request: ControlRequest, seconds: Double) throws -> ControlResponse {
+        var once = request
+        once.wait = 0
+        let deadline = MonotonicClock.now() + .milliseconds(Int64(seconds * 1000))
+        let terminal = isatty(STDERR_FILENO) == 1 && !connection.json
+        var shown: [String] = []
+        var drawn = 0
+        while true {
+            let response: ControlResponse
+            do {
+                response = try connection.client.send(once)
+            } catch {
+                return try connection.perform(request)  // says why, the usual way
+            }
+            guard let error = response.netError, error.code == .openFiles || error.code == .deviceInUse,
+                  MonotonicClock.now() < deadline else {
+                if terminal && drawn > 0 { FileOutput.standardError.write("\u{1b}[\(drawn)A\u{1b}[J") }
+                once.wait = 0
+                return response.ok ? response : try connection.perform(once)
+            }
+            let left = Int((deadline - MonotonicClock.now()).components.seconds) + 1
+            let why = error.detail
+            if terminal {
+                var lines = ["Waiting up to \(left) s for \(DriveLetter(letter)!) to become idle (\(error.code.rawValue)):"]
+                lines += why.map { "  " + $0 }
+                FileOutput.standardError.write((drawn > 0 ? "\u{1b}[\(drawn)A\u{1b}[J" : "") + lines.joined(separator: "\n") + "\n")
+                drawn = lines.count
+            } else if why != shown {
+                FileOutput.standardError.write((["Waiting for \(DriveLetter(letter)!) (\(left) s left):"] + why.map { "  " + $0 })
+                    .joined(separator: "\n") + "\n")
+            }
+            shown = why
+            usleep(500_000)
+        }
     }
 }
 

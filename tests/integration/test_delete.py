@@ -154,8 +154,10 @@ def test_wait_succeeds_when_the_process_leaves_in_time(daemon, drive):
         time.sleep(0.2)
         refused(daemon, 2401)
         start = time.monotonic()
-        daemon.ctl("delete", "q", "--wait", "5")
+        waited = daemon.ctl("delete", "q", "--wait", "5")
         assert 0.3 < time.monotonic() - start < 5
+        # What it waited for, as plain lines (no terminal here): the holder, by pid.
+        assert "Waiting for Q:" in waited.stderr and f"pid {holder.pid}" in waited.stderr, waited.stderr
     finally:
         holder.kill()
         holder.wait()
