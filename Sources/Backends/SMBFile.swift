@@ -48,7 +48,8 @@ struct ReadAhead {
         var end: off_t { offset + off_t(bytes.count) }
     }
 
-    typealias Range = (offset: off_t, count: Int)
+    /// A fetch carries the epoch it was started in: one that lands after a `forget` is dropped.
+    typealias Range = (offset: off_t, count: Int, epoch: Int)
 
     /// What a read does next.
     enum Step {
@@ -72,6 +73,9 @@ struct ReadAhead {
     /// Where the reader's last read ended: a read that starts near there is sequential.
     private var streamEnd: off_t = -1
     private var window = 0
+    /// Counts `forget`s: a fetch on its way when the file changed read what the share held
+    /// before, and must not be kept.
+    private(set) var epoch = 0
 
     init(lanes: Int) {
         self.lanes = max(1, lanes)
@@ -109,7 +113,7 @@ struct ReadAhead {
             return .direct
         }
         window = min(max(window * 2, 2 << 20, buffer.count), Self.largestWindow)
-        let range = (offset: position, count: window)
+        let range = (offset: position, count: window, epoch: epoch)
         fetching.append(range)
         return .fetch(range)
     }
@@ -122,7 +126,7 @@ struct ReadAhead {
         var started: [Range] = []
         while fetching.count < lanes, frontier - position <= off_t(window * lanes) {
             window = min(window * 2, Self.largestWindow)
-            let range = (offset: frontier, count: window)
+            let range = (offset: frontier, count: window, epoch: epoch)
             fetching.append(range)
             started.append(range)
             frontier += off_t(window)
@@ -131,6 +135,7 @@ struct ReadAhead {
     }
 
     mutating func fetched(_ bytes: ArraySlice<UInt8>, for range: Range, now: Duration) {
+        guard range.epoch == epoch else { return }
         fetchEnded(range)
         if batches.count >= 2 * lanes + 1 { batches.removeFirst() }
         batches.append(Batch(offset: range.offset, bytes: bytes, fetched: now, endsFile: bytes.count < range.count))
@@ -138,12 +143,18 @@ struct ReadAhead {
     }
 
     mutating func fetchEnded(_ range: Range) {
-        if let index = fetching.firstIndex(where: { $0.offset == range.offset }) { fetching.remove(at: index) }
+        if let index = fetching.firstIndex(where: { $0.offset == range.offset && $0.epoch == range.epoch }) {
+            fetching.remove(at: index)
+        }
     }
 
-    /// A write through the drive: what was read ahead may be stale.
+    /// The file changed (or may have): what was read ahead, and what is on its way, is
+    /// stale. Reading ahead starts over from the next sequential reads.
     mutating func forget() {
         batches.removeAll()
+        fetching.removeAll()
+        window = 0
+        epoch += 1
     }
 }
 

@@ -190,7 +190,10 @@ public final class SMBShare: ShareBackend {
         settle(path: path)
         defer { listingAhead.forget(parentOf: path) }
         if let size = changes.size {
+            // Before, and again after: a fetch may read the old end while the truncate is
+            // on its way, and an end of file read ahead would shorten the next read.
             forgetReadAhead(path)
+            defer { forgetReadAhead(path) }
             if let handle {
                 _ = try onFile(try file(handle)) { (channel, remote) throws(Errno) in
                     try channel.request(.handleTruncate) { $0.u32(remote); $0.i64(Int64(size)) }
@@ -415,6 +418,8 @@ public final class SMBShare: ShareBackend {
             } catch {
                 file.state.withLock { $0.writeBehind.failure = $0.writeBehind.failure ?? error }
             }
+            // A fetch that read the share before this batch landed holds what it replaced.
+            forgetReadAhead(file.path)
         }
         writing.subtract(1, ordering: .releasing)
     }
@@ -438,6 +443,10 @@ public final class SMBShare: ShareBackend {
     /// flush of its own to ask the server for).
     public func sync(_ handle: BackendHandle, dataOnly: Bool) throws(Errno) {
         try drain(try file(handle))
+    }
+
+    public func revived(_ handle: BackendHandle) {
+        (try? file(handle))?.state.withLock { $0.readAhead.forget() }
     }
 
     public func close(_ handle: BackendHandle) {

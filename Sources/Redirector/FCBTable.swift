@@ -46,9 +46,9 @@ struct FCBTable {
     /// that is open over a deferred one. `current` is what the share says of the path now;
     /// deferred ServerOpens that reach another file than the path names are retired.
     mutating func collapse(path: String, kind: OpenKind, current: stat, node: UInt64, opener: Caller, now: Duration)
-        -> (handle: UInt64?, keepCache: Bool, retired: [BackendHandle])
+        -> (handle: UInt64?, keepCache: Bool, retired: [BackendHandle], revived: BackendHandle?)
     {
-        guard let fcbID = byPath[path], let fcb = fcbs[fcbID] else { return (nil, false, []) }
+        guard let fcbID = byPath[path], let fcb = fcbs[fcbID] else { return (nil, false, [], nil) }
         let identity = FileIdentity(current)
         var retired: [BackendHandle] = []
         for id in fcb.serverOpens where serverOpens[id]!.isDeferred && serverOpens[id]!.identity != identity {
@@ -58,7 +58,7 @@ struct FCBTable {
         let candidates = (fcbs[fcbID]?.serverOpens ?? []).compactMap { serverOpens[$0] }
             .filter { $0.kind == kind && $0.identity == identity }
         guard let chosen = candidates.first(where: { !$0.isDeferred }) ?? candidates.last else {
-            return (nil, false, retired)
+            return (nil, false, retired, nil)
         }
         let validator = Validator(current)
         let keepCache = fcbs[fcbID]!.validator == validator
@@ -71,7 +71,7 @@ struct FCBTable {
             counters.collapsed += 1
         }
         counters.opens += 1
-        return (attach(chosen.id, node: node, opener: opener), keepCache, retired)
+        return (attach(chosen.id, node: node, opener: opener), keepCache, retired, chosen.isDeferred ? chosen.backend : nil)
     }
 
     /// Records a ServerOpen the share just opened, with its first FileHandle.

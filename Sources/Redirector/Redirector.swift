@@ -296,6 +296,7 @@ public final class Redirector: Sendable {
                 $0.collapse(path: path, kind: kind, current: current, node: node, opener: caller, now: now)
             }
             close(collapsed.retired)
+            if let revived = collapsed.revived { backend.revived(revived) }
             if let handle = collapsed.handle { return (handle, collapsed.keepCache) }
         }
         if flags & O_TRUNC != 0 { nodes.withLock { $0.invalidate(node) } }

@@ -62,6 +62,9 @@ public protocol ShareBackend: Sendable {
     /// on the share when this returns, or this says why not.
     func flush(_ handle: BackendHandle) throws(Errno)
     func close(_ handle: BackendHandle)
+    /// A deferred handle serves a new open: what the backend kept for it (read-ahead)
+    /// dates from before the open's revalidation and must go.
+    func revived(_ handle: BackendHandle)
 
     func makeDirectory(_ path: String, mode: mode_t, caller: Caller) throws(Errno)
     func makeNode(_ path: String, mode: mode_t, device: dev_t, caller: Caller) throws(Errno)
@@ -85,4 +88,7 @@ extension ShareBackend {
 
     /// A backend that writes through as writes arrive has nothing to flush.
     public func flush(_ handle: BackendHandle) throws(Errno) {}
+
+    /// A backend that keeps nothing per handle has nothing to forget.
+    public func revived(_ handle: BackendHandle) {}
 }
