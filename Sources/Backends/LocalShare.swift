@@ -130,13 +130,17 @@ public final class LocalShare: ShareBackend {
 
     // MARK: file data
 
+    /// O_DIRECT stays on this side: the kernel already sends such a descriptor's reads and
+    /// writes past its page cache, in buffers of any alignment, which the backing file
+    /// would refuse (EINVAL) if it were opened O_DIRECT too.
     public func open(_ path: String, flags: Int32) throws(Errno) -> BackendHandle {
-        let fd = try systemCall { openat(top, relative(path), (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_NOFOLLOW | O_CLOEXEC) }
+        let flags = flags & ~(O_CREAT | O_EXCL | O_NOCTTY | NETUSE_O_DIRECT)
+        let fd = try systemCall { openat(top, relative(path), flags | O_NOFOLLOW | O_CLOEXEC) }
         return BackendHandle(Int64(fd))
     }
 
     public func create(_ path: String, flags: Int32, mode: mode_t, caller: Caller) throws(Errno) -> BackendHandle {
-        let fd = try systemCall { openat(top, path, flags | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode) }
+        let fd = try systemCall { openat(top, path, (flags & ~NETUSE_O_DIRECT) | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode) }
         do {
             try giveOwnership(path, to: caller)
         } catch {

@@ -4,6 +4,7 @@ Each test is a cut-down of an fsx failure (issue 11), against a local and an SMB
 """
 import mmap
 import os
+import subprocess
 
 import pytest
 
@@ -69,3 +70,29 @@ def test_reads_across_the_old_end_after_ftruncate_up(drive, share):
     with open(drive / "t", "rb") as source, open(drive / "copy", "wb") as target:
         assert os.copy_file_range(source.fileno(), target.fileno(), 1 << 20, size - 5000, 0) == 1 << 20
     assert (share / "copy").read_bytes() == data[size - 5000:] + bytes((1 << 20) - 5000)
+
+
+def test_o_direct_reads_and_writes(drive, share):
+    """dd oflag=direct: the kernel's buffers are not aligned for the backing file, and
+    the share must not refuse them; what O_DIRECT reads is what the share holds."""
+    block = 1 << 20
+    data = os.urandom(4 * block)
+    buffer = aligned(4 * block)
+    buffer[:] = data
+    fd = os.open(drive / "d", os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o666)
+    try:
+        assert os.pwritev(fd, [buffer], 0) == len(data)
+        back = aligned(4 * block)
+        assert os.preadv(fd, [back], 0) == len(data)
+        assert back[:] == data
+        # Unaligned offsets and lengths reach the share as they are.
+        assert os.pwrite(fd, b"z" * 100, 4097) == 100
+        data = data[:4097] + b"z" * 100 + data[4197:]
+        assert os.pread(fd, 300, 4000) == data[4000:4300]
+    finally:
+        os.close(fd)
+    assert (share / "d").read_bytes() == data
+    result = subprocess.run(["dd", f"if={share / 'd'}", f"of={drive / 'dd'}", "bs=64k", "oflag=direct", "status=none"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (share / "dd").read_bytes() == data
