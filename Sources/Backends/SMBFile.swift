@@ -161,7 +161,8 @@ struct ReadAhead {
 /// Writes gathered while the previous batch is on its way to the share, then sent as one:
 /// a batch grows with the round trip, and nothing waits while the wire is idle. One courier
 /// sends, on the file's own worker, so batches reach the share in order. A flush, an fsync
-/// or a close waits until all is on the share and answers the first failure.
+/// or a close waits until all is on the share; the Redirector tells each descriptor of
+/// the failures counted here.
 struct WriteBehind {
     static let largestBatch = 8 << 20
 
@@ -169,7 +170,7 @@ struct WriteBehind {
     private(set) var offset: off_t = 0
     /// A courier is sending: it takes each gathered batch until none is left.
     private(set) var sending = false
-    var failure: Errno?
+    var failures = WriteFailures()
 
     var isIdle: Bool { !sending }
 

@@ -377,18 +377,15 @@ public final class SMBShare: ShareBackend {
     }
 
     /// Gathered and sent behind the writer (write-behind). A failure of a batch sent behind
-    /// is answered by the next write, flush or fsync of the file. O_SYNC and O_DSYNC need
-    /// nothing here: the kernel follows each of their writes with an FSYNC.
+    /// is counted in the file's `writeFailures`, which every descriptor open on it hears of
+    /// at its next fsync or close. O_SYNC and O_DSYNC need nothing here: the kernel follows
+    /// each of their writes with an FSYNC.
     public func write(_ handle: BackendHandle, from buffer: UnsafeRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
         let file = try file(handle)
         forgetReadAhead(file.path, besides: file)
         defer { listingAhead.forget(parentOf: file.path) }
-        let start = try file.state.withLock(when: { $0.writeBehind.accepts(buffer.count, at: offset) }) { (state) throws(Errno) in
+        let start = file.state.withLock(when: { $0.writeBehind.accepts(buffer.count, at: offset) }) { state in
             state.readAhead.forget()
-            if let failure = state.writeBehind.failure {
-                state.writeBehind.failure = nil
-                throw failure
-            }
             return state.writeBehind.gather(buffer, at: offset)
         }
         if start {
@@ -416,7 +413,7 @@ public final class SMBShare: ShareBackend {
                 }.get()
                 if written != bytes.count { throw Errno(EIO) }
             } catch {
-                file.state.withLock { $0.writeBehind.failure = $0.writeBehind.failure ?? error }
+                file.state.withLock { $0.writeBehind.failures.record(error) }
             }
             // A fetch that read the share before this batch landed holds what it replaced.
             forgetReadAhead(file.path)
@@ -424,25 +421,24 @@ public final class SMBShare: ShareBackend {
         writing.subtract(1, ordering: .releasing)
     }
 
-    /// Waits until the file's write-behind is on the share; answers its first failure.
-    private func drain(_ file: SMBFile) throws(Errno) {
-        try file.state.withLock(when: { $0.writeBehind.isIdle }) { (state) throws(Errno) in
-            if let failure = state.writeBehind.failure {
-                state.writeBehind.failure = nil
-                throw failure
-            }
-        }
+    /// Waits until the file's write-behind is on the share (or refused, and counted).
+    private func drain(_ file: SMBFile) {
+        file.state.withLock(when: { $0.writeBehind.isIdle }) { _ in }
+    }
+
+    public func writeFailures(_ handle: BackendHandle) -> WriteFailures {
+        (try? file(handle))?.state.withLock { $0.writeBehind.failures } ?? WriteFailures()
     }
 
     /// A close(2): what the file's writers wrote is on the share when this returns.
     public func flush(_ handle: BackendHandle) throws(Errno) {
-        try drain(try file(handle))
+        drain(try file(handle))
     }
 
     /// What was written is on the share once the write-behind is (libsmbclient has no
     /// flush of its own to ask the server for).
     public func sync(_ handle: BackendHandle, dataOnly: Bool) throws(Errno) {
-        try drain(try file(handle))
+        drain(try file(handle))
     }
 
     public func revived(_ handle: BackendHandle) {
@@ -451,7 +447,7 @@ public final class SMBShare: ShareBackend {
 
     public func close(_ handle: BackendHandle) {
         guard let file = try? file(handle) else { return }
-        try? drain(file)
+        drain(file)
         files.withLock { files in
             files.table.removeValue(forKey: handle.rawValue)
             files.perPath[file.path, default: 1] -= 1

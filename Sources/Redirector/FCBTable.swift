@@ -97,6 +97,19 @@ struct FCBTable {
         return (attach(id, node: node, opener: opener), keepCache)
     }
 
+    /// Write-behind failures the handle was not told of yet. The first handle to hear of
+    /// one does not hide it from the others; `advance` (an fsync) marks it told.
+    mutating func untold(_ failures: WriteFailures, to id: UInt64, advance: Bool) -> Errno? {
+        guard let seen = handles[id]?.failuresSeen, failures.count > seen else { return nil }
+        if advance { handles[id]!.failuresSeen = failures.count }
+        return failures.latest
+    }
+
+    /// A new handle hears only of failures after it opened.
+    mutating func told(_ failures: WriteFailures, to id: UInt64) {
+        handles[id]?.failuresSeen = failures.count
+    }
+
     // MARK: closing
 
     /// Drops a FileHandle. Its ServerOpen's last one defers it, or closes it when deferral

@@ -297,7 +297,10 @@ public final class Redirector: Sendable {
             }
             close(collapsed.retired)
             if let revived = collapsed.revived { backend.revived(revived) }
-            if let handle = collapsed.handle { return (handle, collapsed.keepCache) }
+            if let handle = collapsed.handle {
+                startsTelling(handle)
+                return (handle, collapsed.keepCache)
+            }
         }
         if flags & O_TRUNC != 0 { nodes.withLock { $0.invalidate(node) } }
         let backendHandle = try backend.open(path, flags: flags)
@@ -347,12 +350,31 @@ public final class Redirector: Sendable {
         return try backend.write(open.backend, from: buffer, at: offset)
     }
 
+    /// A close(2): tells of write-behind failures and keeps them for the next fsync or
+    /// close, as Linux does for a close, which may be a child's of an inherited descriptor.
     public func flush(_ handle: UInt64) throws(Errno) {
-        try backend.flush(try backendHandle(handle))
+        let open = try backendHandle(handle)
+        try backend.flush(open)
+        try tell(handle, backend: open, advance: false)
     }
 
     public func sync(_ handle: UInt64, dataOnly: Bool) throws(Errno) {
-        try backend.sync(try backendHandle(handle), dataOnly: dataOnly)
+        let open = try backendHandle(handle)
+        try backend.sync(open, dataOnly: dataOnly)
+        try tell(handle, backend: open, advance: true)
+    }
+
+    private func tell(_ handle: UInt64, backend open: BackendHandle, advance: Bool) throws(Errno) {
+        let failures = backend.writeFailures(open)
+        guard failures.count > 0 else { return }
+        if let error = handles.withLock({ $0.untold(failures, to: handle, advance: advance) }) { throw error }
+    }
+
+    /// A handle collapsed onto an open ServerOpen hears only of failures from now on.
+    private func startsTelling(_ handle: UInt64) {
+        guard let open = handles.withLock({ $0[handle: handle] }) else { return }
+        let failures = backend.writeFailures(open.backend)
+        if failures.count > 0 { handles.withLock { $0.told(failures, to: handle) } }
     }
 
     /// The kernel let go of a FileHandle. Its writes were flushed at close(2), so the
