@@ -141,9 +141,11 @@ struct FCBTable {
     }
 
     /// Before an unlink, rename, rmdir or truncate: the deferred ServerOpens of the path
-    /// (and, for a directory, of every path below it) are closed first.
-    mutating func discardDeferred(at path: String, subtree: Bool) -> [BackendHandle] {
+    /// (and, for a directory, of every path below it) are closed first. With
+    /// `openedBefore`, only those the share opened before then.
+    mutating func discardDeferred(at path: String, subtree: Bool, openedBefore: Duration? = nil) -> [BackendHandle] {
         let doomed = deferred.filter { id in
+            if let openedBefore, serverOpens[id]!.openedAt >= openedBefore { return false }
             guard let fcbPath = fcbs[serverOpens[id]!.fcb]?.path else { return false }
             return Self.path(fcbPath, isAt: path, subtree: subtree)
         }

@@ -278,12 +278,16 @@ public final class Redirector: Sendable {
     public func open(_ node: UInt64, flags: Int32, caller: Caller) throws(Errno) -> (handle: UInt64, keepCache: Bool) {
         let path = try path(of: node)
         let kind = OpenKind(flags: flags)
+        // A deferred ServerOpen older than the attribute timeout is closed, not revived:
+        // while the drive holds a file open, Samba reports the write time it had when
+        // opened, so another client's change in place would stay hidden past the timeout.
+        let now = clock()
+        close(handles.withLock { $0.discardDeferred(at: path, subtree: false, openedBefore: now - attributeTimeout) })
         if flags & O_TRUNC != 0 {
             close(handles.withLock { $0.discardDeferred(at: path, subtree: false) })
         } else if handles.withLock({ $0.mayCollapse(path: path, kind: kind) }) {
             // Within the attribute timeout the kernel trusts what the share last said of the
             // file; so does the revalidation, which saves the round trip of a stat.
-            let now = clock()
             let cached = nodes.withLock { $0.cached(node, at: now, within: attributeTimeout) }
             let current: stat
             if let cached {
