@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from file_model import replay_fsx
+from file_model import map_page, replay_fsx
 
 
 def drop_caches():
@@ -36,10 +36,10 @@ def test_a_read_after_a_write_is_never_served_from_read_ahead(drive, share):
     buffer = aligned(1 << 20)
     for run in range(16):
         data = os.urandom(size)
-        (share / "f").write_bytes(data)
-        os.chmod(share / "f", 0o666)
+        (share / f"f{run}").write_bytes(data)
+        os.chmod(share / f"f{run}", 0o666)
         drop_caches()
-        fd = os.open(drive / "f", os.O_RDWR)
+        fd = os.open(drive / f"f{run}", os.O_RDWR)
         try:
             for block in range(2):
                 assert os.preadv(fd, [buffer], block << 20) == 1 << 20
@@ -164,44 +164,58 @@ def test_fsx_seed_5_replayed(drive, share):
     replay_fsx(drive / "fsx", FSX_SEED_5)
 
 
-# fsx -N 20000 -S 9 (mapped reads and writes on), operations 9881 to 9928 from a file of
-# 256 KiB: the MAPWRITE after the truncate up took SIGBUS on main, the kernel having been
-# told by a short read that the file still ended at the old size.
-FSX_SEED_9 = """
-write 0x0 0x40000
-write 0x2b9b 0xccc7
-mapread 0x1644d 0x6961
-read 0x20ef8 0x1245
-mapread 0x10ff1 0x1927
-write 0x16ec 0xd9db
-write 0x74eb 0x22bb
-write 0x3530 0x55a
-truncate 0x0 0x969b
-write 0x1b2f6 0x5372
-copy_range 0x1b199 0x54cf 0x4983
-write 0x15fbf 0x5db6
-read 0x19feb 0x1a5e
-mapread 0xa828 0xe01c
-truncate 0x0 0x19099
-truncate 0x0 0x29d8
-read 0x19e5 0xff3
-write 0x1f71f 0x5bd0
-write 0x137ca 0xa82
-mapread 0x1393c 0xfa03
-truncate 0x0 0x3e747
-mapwrite 0x2b948 0x6b32
-mapread 0x0 0x3e747
+MAP_PAST_THE_OLD_END = """
+import mmap, os, sys
+path, size, grown = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+fd = os.open(path, os.O_RDWR)
+for block in range(3):
+    os.pread(fd, 1 << 20, (8 << 20) + (block << 20))
+os.ftruncate(fd, grown)
+start = size & ~(mmap.PAGESIZE - 1)
+with mmap.mmap(fd, grown - start, offset=start) as mapped:
+    mapped[size - start:size - start + 8192] = b"m" * 8192
+    mapped.flush()
+os.close(fd)
 """
 
 
-def test_fsx_seed_9_mapwrite_after_truncate_up(drive, share):
-    # SIGBUS kills the process: run the replay in a child so that the test can say so.
-    for run in range(5):
-        result = subprocess.run(
-            [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); from file_model import replay_fsx; "
-             "from test_integrity import FSX_SEED_9; replay_fsx(sys.argv[2], FSX_SEED_9)",
-             os.path.dirname(__file__), str(drive / f"fsx{run}")], capture_output=True, text=True)
-        assert result.returncode == 0, f"run {run}: exit {result.returncode}\n{result.stderr[-3000:]}"
+def test_mmap_write_past_the_old_end_after_ftruncate_up(drive, share):
+    """fsx's MAPWRITE after a TRUNCATE UP took SIGBUS: a short read had told the kernel
+    that the file still ended at the old size."""
+    size, grown = (16 << 20) + 12345, 20 << 20
+    for run in range(12):
+        data = os.urandom(size)
+        (share / f"m{run}").write_bytes(data)
+        os.chmod(share / f"m{run}", 0o666)
+        drop_caches()
+        # SIGBUS kills the process: the mapping is written by a child.
+        result = subprocess.run([sys.executable, "-c", MAP_PAST_THE_OLD_END, str(drive / f"m{run}"), str(size), str(grown)],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, f"run {run}: exit {result.returncode}\n{result.stderr[-2000:]}"
+        assert (share / f"m{run}").read_bytes() == data + b"m" * 8192 + bytes(grown - size - 8192)
+
+
+def test_mapped_read_after_truncate_down_is_zero_past_eof(drive, share):
+    """fsx's "Mapped Read: non-zero data past EOF": after a truncate down, the rest of the
+    page that holds the new end must read as zeros, not as what the file held there."""
+    size, cut = (16 << 20) + 12345, (12 << 20) + 100
+    for run in range(12):
+        data = os.urandom(size)
+        # A new name each run: the kernel may trust what it knew of a name for actimeo.
+        (share / f"z{run}").write_bytes(data)
+        os.chmod(share / f"z{run}", 0o666)
+        drop_caches()
+        fd = os.open(drive / f"z{run}", os.O_RDWR)
+        try:
+            for block in range(3):
+                os.pread(fd, 1 << 20, (8 << 20) + (block << 20))
+            os.ftruncate(fd, cut)
+            page = map_page(fd, cut & ~(mmap.PAGESIZE - 1))
+            assert page[:100] == data[cut - 100:cut]
+            assert page[100:] == bytes(mmap.PAGESIZE - 100), f"run {run}: non-zero data past EOF"
+            assert os.pread(fd, 1 << 20, cut - 100) == data[cut - 100:cut]
+        finally:
+            os.close(fd)
 
 
 def test_another_clients_same_size_overwrite_shows_within_actimeo(daemon, share):
