@@ -153,7 +153,10 @@ public final class Redirector: Sendable {
             close(handles.withLock { $0.discardDeferred(at: path, subtree: false) })
         }
         nodes.withLock { $0.invalidate(node) }
-        return record(try backend.setAttributes(changes, of: path, handle: open), of: node)
+        let attributes = try backend.setAttributes(changes, of: path, handle: open)
+        // Again: a refresh asked while the change was on its way may hold the old size.
+        nodes.withLock { $0.invalidate(node) }
+        return record(attributes, of: node)
     }
 
     /// Where a GETATTR or SETATTR goes: the handle the kernel named, else the path, else
