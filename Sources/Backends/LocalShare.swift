@@ -130,17 +130,21 @@ public final class LocalShare: ShareBackend {
 
     // MARK: file data
 
-    /// O_DIRECT stays on this side: the kernel already sends such a descriptor's reads and
-    /// writes past its page cache, in buffers of any alignment, which the backing file
-    /// would refuse (EINVAL) if it were opened O_DIRECT too.
+    /// O_DIRECT and O_APPEND stay on this side. The kernel already sends an O_DIRECT
+    /// descriptor's reads and writes past its page cache, in buffers of any alignment, which
+    /// a backing file opened O_DIRECT refuses (EINVAL). It already sends an appending write
+    /// at the end of the file, and it writes mapped pages back through any handle that can
+    /// write, at their own offsets, which a backing file opened O_APPEND would append.
+    private static let kernelFlags = NETUSE_O_DIRECT | O_APPEND
+
     public func open(_ path: String, flags: Int32) throws(Errno) -> BackendHandle {
-        let flags = flags & ~(O_CREAT | O_EXCL | O_NOCTTY | NETUSE_O_DIRECT)
+        let flags = flags & ~(O_CREAT | O_EXCL | O_NOCTTY | Self.kernelFlags)
         let fd = try systemCall { openat(top, relative(path), flags | O_NOFOLLOW | O_CLOEXEC) }
         return BackendHandle(Int64(fd))
     }
 
     public func create(_ path: String, flags: Int32, mode: mode_t, caller: Caller) throws(Errno) -> BackendHandle {
-        let fd = try systemCall { openat(top, path, (flags & ~NETUSE_O_DIRECT) | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode) }
+        let fd = try systemCall { openat(top, path, (flags & ~Self.kernelFlags) | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode) }
         do {
             try giveOwnership(path, to: caller)
         } catch {

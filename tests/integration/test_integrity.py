@@ -238,3 +238,22 @@ def test_another_clients_same_size_overwrite_shows_within_actimeo(daemon, share)
                 assert reader.read() == new, f"run {run}: old data at {at} s"
                 assert os.fstat(reader.fileno()).st_mtime_ns != before, f"run {run}: old mtime at {at} s"
             assert os.stat(drive / "same").st_mtime_ns != before
+
+
+def test_mapped_pages_written_back_through_an_append_descriptor_stay_in_place(drive, share):
+    """The kernel writes a mapping's pages back through any descriptor of the file that can
+    write, an O_APPEND one too, at the pages' own offsets: they must land there."""
+    data = os.urandom(64 << 10)
+    (drive / "a").write_bytes(data)
+    appender = os.open(drive / "a", os.O_RDWR | os.O_APPEND)
+    try:
+        with mmap.mmap(appender, len(data)) as mapped:
+            mapped[5000:5100] = b"m" * 100
+            mapped.flush()
+        data = data[:5000] + b"m" * 100 + data[5100:]
+        assert os.write(appender, b"tail") == 4
+        data += b"tail"
+        assert os.fstat(appender).st_size == len(data)
+    finally:
+        os.close(appender)
+    assert (share / "a").read_bytes() == data
