@@ -25,6 +25,9 @@ final class SMBFile: Sendable {
         var writeBehind: WriteBehind
         /// Which worker the next batch goes to.
         var turn = 0
+        /// Set by close: a fetch ahead still on a courier must not open the file again on
+        /// its worker, where nobody would close it.
+        var closed = false
     }
 
     init(worker: Int, path: String, flags: Int32, open: RemoteOpen, workers: Int) {

@@ -122,13 +122,21 @@ public final class SMBShare: ShareBackend {
             // Other lanes only read ahead: a second open for writing may be refused where
             // the first was allowed (a guest that created a file may not open it again to write).
             let flags = lane == 0 ? file.flags & ~(O_CREAT | O_TRUNC | O_EXCL) : O_RDONLY
+            if file.state.withLock({ $0.closed }) { throw Errno(EBADF) }
             var reply = try channel.request(.open) { message in
                 message.string(file.path)
                 message.i32(flags)
                 message.u32(0)
             }
             let id = try reply.u32()
-            file.state.withLock { $0.opens[index] = SMBFile.RemoteOpen(id: id, generation: channel.generation) }
+            let recorded = file.state.withLock { state in
+                if !state.closed { state.opens[index] = SMBFile.RemoteOpen(id: id, generation: channel.generation) }
+                return !state.closed
+            }
+            guard recorded else {
+                _ = try? channel.request(.close) { $0.u32(id) }
+                throw Errno(EBADF)
+            }
             return try body(channel, id)
         }
     }
@@ -453,7 +461,11 @@ public final class SMBShare: ShareBackend {
             files.perPath[file.path, default: 1] -= 1
             if files.perPath[file.path] == 0 { files.perPath.removeValue(forKey: file.path) }
         }
-        for (index, open) in file.state.withLock({ $0.opens }) {
+        let opens = file.state.withLock { state in
+            state.closed = true
+            return state.opens
+        }
+        for (index, open) in opens {
             _ = try? workers[index].withChannel { (channel) throws(Errno) in
                 // A file of a replaced worker died with it.
                 if channel.generation == open.generation { _ = try channel.request(.close) { $0.u32(open.id) } }

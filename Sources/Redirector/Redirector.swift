@@ -256,19 +256,25 @@ public final class Redirector: Sendable {
 
     /// A share that refuses to remove or rename a file still open (SMB does, with EBUSY)
     /// may be refusing a handle whose RELEASE is still on its way: FUSE sends it after
-    /// close() has returned. Such a refusal gets a short grace for those releases, then one
-    /// more try.
+    /// close() has returned, and its close on the share may still be waiting for a worker.
+    /// Such a refusal gets a short grace for those releases and closes, trying again.
     private func whileReleasing(_ paths: [String], subtree: Bool, _ operation: () throws(Errno) -> Void) throws(Errno) {
         do {
             try operation()
         } catch where error.rawValue == EBUSY {
             let deadline = MonotonicClock.now() + .milliseconds(500)
-            while MonotonicClock.now() < deadline,
-                  handles.withLock({ table in paths.contains { table.hasOpen(at: $0, subtree: subtree) } }) {
-                usleep(2_000)
+            while true {
+                while MonotonicClock.now() < deadline,
+                      handles.withLock({ table in paths.contains { table.hasOpen(at: $0, subtree: subtree) } }) {
+                    usleep(2_000)
+                }
+                close(handles.withLock { table in paths.flatMap { table.discardDeferred(at: $0, subtree: subtree) } })
+                do {
+                    return try operation()
+                } catch where error.rawValue == EBUSY && MonotonicClock.now() < deadline {
+                    usleep(5_000)
+                }
             }
-            close(handles.withLock { table in paths.flatMap { table.discardDeferred(at: $0, subtree: subtree) } })
-            try operation()
         }
     }
 

@@ -257,3 +257,18 @@ def test_mapped_pages_written_back_through_an_append_descriptor_stay_in_place(dr
     finally:
         os.close(appender)
     assert (share / "a").read_bytes() == data
+
+
+def test_a_file_closed_while_read_ahead_is_queued_leaves_nothing_open(daemon, share):
+    """A fetch ahead still queued on a courier when the file closes must not open it again
+    on its worker: nobody would close that, and the share would refuse the unlink (EBUSY)."""
+    drive = daemon.use("q", share, "-o", "closetimeo=0")
+    buffer = aligned(1 << 20)
+    for run in range(20):
+        (share / f"r{run}").write_bytes(os.urandom(24 << 20))
+        os.chmod(share / f"r{run}", 0o666)
+        fd = os.open(drive / f"r{run}", os.O_RDONLY | os.O_DIRECT)
+        for block in range(3):
+            os.preadv(fd, [buffer], block << 20)
+        os.close(fd)
+        os.unlink(drive / f"r{run}")
