@@ -199,8 +199,12 @@ class ModelFile:
         count = min(count, max(0, len(self.model) - source))
         if count == 0 or (source < target + count and target < source + count):
             return
+        # copy_file_range refuses a target opened O_APPEND (EBADF).
+        plain = [descriptor for descriptor in self.descriptors if not descriptor.flags & os.O_APPEND]
+        if not plain:
+            return
         self.note(f"copy_range {source:#x} {count:#x} to {target:#x}")
-        fd = self.pick(which).fd
+        fd = plain[which % len(plain)].fd
         done = 0
         while done < count:
             step = os.copy_file_range(fd, fd, count - done, source + done, target + done)
