@@ -49,6 +49,24 @@ import Testing
         #expect(share.openHandles == 1)
     }
 
+    /// Linux's errseq: every FileHandle open when written data failed hears of it at its
+    /// next flush (close) or fsync; only its own fsync marks it told; later opens never hear.
+    @Test func aWriteBehindFailureReachesEveryHandleOpenWhenItFailed() throws {
+        share.put("f")
+        let writer = try open("f", O_RDWR)
+        let bystander = try open("f", O_RDWR)
+        share.failWrites(Errno(ENOSPC))
+        #expect(throws: Errno(ENOSPC)) { try redirector.flush(bystander) }
+        #expect(throws: Errno(ENOSPC)) { try redirector.flush(bystander) }
+        #expect(throws: Errno(ENOSPC)) { try redirector.sync(bystander, dataOnly: false) }
+        try redirector.flush(bystander)
+        #expect(throws: Errno(ENOSPC)) { try redirector.flush(writer) }
+        let late = try open("f", O_RDWR)
+        try redirector.sync(late, dataOnly: true)
+        #expect(throws: Errno(ENOSPC)) { try redirector.sync(writer, dataOnly: true) }
+        try redirector.flush(writer)
+    }
+
     @Test func otherAccessModesGetTheirOwnServerOpen() throws {
         share.put("f")
         _ = try open("f", O_RDONLY)
