@@ -141,14 +141,21 @@ struct FCBTable {
     }
 
     /// Before an unlink, rename, rmdir or truncate: the deferred ServerOpens of the path
-    /// (and, for a directory, of every path below it) are closed first. With
-    /// `openedBefore`, only those the share opened before then.
-    mutating func discardDeferred(at path: String, subtree: Bool, openedBefore: Duration? = nil) -> [BackendHandle] {
+    /// (and, for a directory, of every path below it) are closed first.
+    mutating func discardDeferred(at path: String, subtree: Bool) -> [BackendHandle] {
         let doomed = deferred.filter { id in
-            if let openedBefore, serverOpens[id]!.openedAt >= openedBefore { return false }
             guard let fcbPath = fcbs[serverOpens[id]!.fcb]?.path else { return false }
             return Self.path(fcbPath, isAt: path, subtree: subtree)
         }
+        counters.invalidated += doomed.count
+        return doomed.map { retire($0) }
+    }
+
+    /// Before an open: the deferred ServerOpens of the path that the share opened before
+    /// `time` are closed rather than revived.
+    mutating func discardDeferred(at path: String, openedBefore time: Duration) -> [BackendHandle] {
+        guard let fcb = byPath[path].flatMap({ fcbs[$0] }) else { return [] }
+        let doomed = fcb.serverOpens.filter { serverOpens[$0]!.isDeferred && serverOpens[$0]!.openedAt < time }
         counters.invalidated += doomed.count
         return doomed.map { retire($0) }
     }

@@ -291,7 +291,7 @@ public final class Redirector: Sendable {
         // while the drive holds a file open, Samba reports the write time it had when
         // opened, so another client's change in place would stay hidden past the timeout.
         let now = clock()
-        close(handles.withLock { $0.discardDeferred(at: path, subtree: false, openedBefore: now - attributeTimeout) })
+        close(handles.withLock { $0.discardDeferred(at: path, openedBefore: now - attributeTimeout) })
         if flags & O_TRUNC != 0 {
             close(handles.withLock { $0.discardDeferred(at: path, subtree: false) })
         } else if handles.withLock({ $0.mayCollapse(path: path, kind: kind) }) {
