@@ -18,11 +18,6 @@ def drop_caches():
         control.write("3\n")
 
 
-def pattern(seed, count):
-    """Bytes that differ at every offset and between seeds, as fsx writes them."""
-    return bytes((seed * 7 + n + (n >> 8)) % 251 + 1 for n in range(count))
-
-
 def aligned(count):
     """A page-aligned buffer, as O_DIRECT wants."""
     return mmap.mmap(-1, count)
@@ -56,6 +51,8 @@ def test_reads_across_the_old_end_after_ftruncate_up(drive, share):
     size, grown = (16 << 20) + 12345, 20 << 20
     buffer = aligned(1 << 20)
     for run in range(12):
+        # The same name each run: the open revives the last run's deferred handle, whose
+        # read-ahead must not outlive the revalidation.
         data = os.urandom(size)
         (share / "t").write_bytes(data)
         os.chmod(share / "t", 0o666)
@@ -103,9 +100,9 @@ def test_o_direct_reads_and_writes(drive, share):
 
 
 # fsx -N 20000 -S 5 -c 10 (mapped reads and writes on), its first 100 operations as
-# --record-ops wrote them, what fsx could not do (fallocate, clone, ...) left out but
-# for the CLOSE/OPEN after it. On main
-# the MAPREAD of operation 100, after a CLOSE/OPEN, read what the file held before.
+# --record-ops wrote them; what fsx could not do (fallocate, clone, ...) is left out but
+# for the CLOSE/OPEN after it. On main the MAPREAD of operation 100, after a CLOSE/OPEN,
+# read what the file held before.
 FSX_SEED_5 = """
 mapwrite 0x4cca 0x9140 0x0
 read 0x1a5c 0x38d3 0xde0a
