@@ -40,9 +40,9 @@ unit-test:
 	$(SWIFT) test
 
 # The property test's bounded share of `make test`: fixed seeds, a few sequences each.
-PROPERTY_SEEDS    ?= 1 2 3
-PROPERTY_EXAMPLES ?= 20
-PROPERTY_STEPS    ?= 40
+PROPERTY_SEEDS    ?= 1 2 3 4
+PROPERTY_EXAMPLES ?= 30
+PROPERTY_STEPS    ?= 50
 
 # Mounts real FUSE filesystems and switches users with setpriv: run as root.
 integration-test:

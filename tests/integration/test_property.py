@@ -20,9 +20,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from file_model import ModelFile
 
-SEEDS = [int(seed) for seed in os.environ.get("NETUSE_PROPERTY_SEEDS", "1 2 3").split()]
-EXAMPLES = int(os.environ.get("NETUSE_PROPERTY_EXAMPLES", "20"))
-STEPS = int(os.environ.get("NETUSE_PROPERTY_STEPS", "40"))
+SEEDS = [int(seed) for seed in os.environ.get("NETUSE_PROPERTY_SEEDS", "1 2 3 4").split()]
+EXAMPLES = int(os.environ.get("NETUSE_PROPERTY_EXAMPLES", "30"))
+STEPS = int(os.environ.get("NETUSE_PROPERTY_STEPS", "50"))
 # Large enough that sequential reads start the SMB read-ahead (batches of 2 MiB and up).
 LARGEST = 6 << 20
 names = itertools.count()
