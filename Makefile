@@ -14,7 +14,7 @@ DEBUG_BIN   = $(shell $(SWIFT) build --show-bin-path)
 # The peers the benchmark measures netuse against.
 BENCH_PACKAGES := rclone smbnetfs bindfs
 
-.PHONY: all build deps bench-deps test unit-test integration-test demo bench soak man completions install install-files deb uninstall clean
+.PHONY: all build deps bench-deps test unit-test integration-test torture demo bench soak man completions install install-files deb uninstall clean
 
 all: build
 
@@ -30,6 +30,8 @@ deps:
 	fi
 	@python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest 2>/dev/null \
 	  || $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pytest
+	@python3 -c 'import hypothesis' 2>/dev/null || python3 -m pip install -q hypothesis 2>/dev/null \
+	  || $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-hypothesis
 
 test: deps unit-test integration-test
 
@@ -37,10 +39,34 @@ unit-test:
 	$(SWIFT) build
 	$(SWIFT) test
 
+# The property test's bounded share of `make test`: fixed seeds, a few sequences each.
+PROPERTY_SEEDS    ?= 1 2 3 4
+PROPERTY_EXAMPLES ?= 30
+PROPERTY_STEPS    ?= 50
+
 # Mounts real FUSE filesystems and switches users with setpriv: run as root.
 integration-test:
 	$(SWIFT) build
-	NETUSE_BIN=$(DEBUG_BIN) python3 -m pytest -q -p no:cacheprovider tests/integration
+	NETUSE_BIN=$(DEBUG_BIN) NETUSE_PROPERTY_SEEDS="$(PROPERTY_SEEDS)" NETUSE_PROPERTY_EXAMPLES=$(PROPERTY_EXAMPLES) \
+	  NETUSE_PROPERTY_STEPS=$(PROPERTY_STEPS) python3 -m pytest -q -p no:cacheprovider tests/integration
+
+# Longer: the property test on more seeds with longer sequences, then fsx when given one
+# (FSX=/path/to/fsx, built outside the repository as the README says).
+TORTURE_SEEDS    ?= $(shell seq 1 20)
+TORTURE_EXAMPLES ?= 60
+TORTURE_STEPS    ?= 80
+FSX              ?=
+FSX_SEEDS        ?= 1 2 3 4 5 6 7 8 9 10
+FSX_OPS          ?= 20000
+
+torture: deps
+	$(SWIFT) build
+	NETUSE_BIN=$(DEBUG_BIN) NETUSE_PROPERTY_SEEDS="$(TORTURE_SEEDS)" NETUSE_PROPERTY_EXAMPLES=$(TORTURE_EXAMPLES) \
+	  NETUSE_PROPERTY_STEPS=$(TORTURE_STEPS) python3 -m pytest -q -p no:cacheprovider tests/integration/test_property.py
+	@if [ -n "$(FSX)" ]; then \
+	  NETUSE_BIN=$(DEBUG_BIN) FSX="$(abspath $(FSX))" FSX_SEEDS="$(FSX_SEEDS)" FSX_OPS=$(FSX_OPS) \
+	    python3 -m pytest -q -p no:cacheprovider tests/integration/test_fsx.py; \
+	else echo "make torture: no FSX given, fsx skipped (README: Testing)"; fi
 
 bench-deps: deps
 	@missing=""; for package in $(BENCH_PACKAGES); do \

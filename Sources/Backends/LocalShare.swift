@@ -140,21 +140,28 @@ public final class LocalShare: ShareBackend {
 
     // MARK: file data
 
+    /// What an open passes on to the directory.
+    /// - Not the kernel's own bits (an exec's __FMODE_EXEC) or creation flags: openat2
+    ///   refuses bits it does not know.
+    /// - Not O_DIRECT or O_APPEND, which stay on this side. The kernel already sends an
+    ///   O_DIRECT descriptor's reads and writes past its page cache, in buffers of any
+    ///   alignment, which a backing file opened O_DIRECT refuses (EINVAL). It already sends
+    ///   an appending write at the end of the file, and it writes mapped pages back through
+    ///   any handle that can write, at their own offsets, which O_APPEND would append.
+    static let openFlags: Int32 = O_ACCMODE | O_NONBLOCK | O_SYNC | O_DSYNC | O_TRUNC | O_NOFOLLOW | O_DIRECTORY
+        | NETUSE_O_NOATIME | NETUSE_O_LARGEFILE
+    private static let kernelFlags = NETUSE_O_DIRECT | O_APPEND
+
     public func open(_ path: String, flags: Int32) throws(Errno) -> BackendHandle {
         BackendHandle(Int64(try openBeneath(path, flags & Self.openFlags)))
     }
 
     public func create(_ path: String, flags: Int32, mode: mode_t, caller: Caller) throws(Errno) -> BackendHandle {
         let fd = try withParent(path) { (directory, name) throws(Errno) in
-            try systemCall { openat(directory, name, flags | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode) }
+            try systemCall { openat(directory, name, (flags & ~Self.kernelFlags) | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode) }
         }
         return BackendHandle(Int64(fd))
     }
-
-    /// What an open passes on to the directory. The kernel's own bits (an exec's
-    /// __FMODE_EXEC) and creation flags go no further: openat2 refuses bits it does not know.
-    static let openFlags: Int32 = O_ACCMODE | O_APPEND | O_NONBLOCK | O_SYNC | O_DSYNC | O_TRUNC | O_NOFOLLOW
-        | O_DIRECTORY | NETUSE_O_DIRECT | NETUSE_O_NOATIME | NETUSE_O_LARGEFILE
 
     /// Whether the thread's identity may open the file so now (faccessat2 with AT_EACCESS
     /// asks with the fsuid and groups, as open would).

@@ -25,6 +25,9 @@ final class SMBFile: Sendable {
         var writeBehind: WriteBehind
         /// Which worker the next batch goes to.
         var turn = 0
+        /// Set by close: a fetch ahead still on a courier must not open the file again on
+        /// its worker, where nobody would close it.
+        var closed = false
     }
 
     init(worker: Int, path: String, flags: Int32, open: RemoteOpen, workers: Int) {
@@ -48,7 +51,8 @@ struct ReadAhead {
         var end: off_t { offset + off_t(bytes.count) }
     }
 
-    typealias Range = (offset: off_t, count: Int)
+    /// A fetch carries the epoch it was started in: one that lands after a `forget` is dropped.
+    typealias Range = (offset: off_t, count: Int, epoch: Int)
 
     /// What a read does next.
     enum Step {
@@ -72,6 +76,9 @@ struct ReadAhead {
     /// Where the reader's last read ended: a read that starts near there is sequential.
     private var streamEnd: off_t = -1
     private var window = 0
+    /// Counts `forget`s: a fetch on its way when the file changed read what the share held
+    /// before, and must not be kept.
+    private(set) var epoch = 0
 
     init(lanes: Int) {
         self.lanes = max(1, lanes)
@@ -109,7 +116,7 @@ struct ReadAhead {
             return .direct
         }
         window = min(max(window * 2, 2 << 20, buffer.count), Self.largestWindow)
-        let range = (offset: position, count: window)
+        let range = (offset: position, count: window, epoch: epoch)
         fetching.append(range)
         return .fetch(range)
     }
@@ -122,7 +129,7 @@ struct ReadAhead {
         var started: [Range] = []
         while fetching.count < lanes, frontier - position <= off_t(window * lanes) {
             window = min(window * 2, Self.largestWindow)
-            let range = (offset: frontier, count: window)
+            let range = (offset: frontier, count: window, epoch: epoch)
             fetching.append(range)
             started.append(range)
             frontier += off_t(window)
@@ -131,6 +138,7 @@ struct ReadAhead {
     }
 
     mutating func fetched(_ bytes: ArraySlice<UInt8>, for range: Range, now: Duration) {
+        guard range.epoch == epoch else { return }
         fetchEnded(range)
         if batches.count >= 2 * lanes + 1 { batches.removeFirst() }
         batches.append(Batch(offset: range.offset, bytes: bytes, fetched: now, endsFile: bytes.count < range.count))
@@ -138,19 +146,26 @@ struct ReadAhead {
     }
 
     mutating func fetchEnded(_ range: Range) {
-        if let index = fetching.firstIndex(where: { $0.offset == range.offset }) { fetching.remove(at: index) }
+        if let index = fetching.firstIndex(where: { $0.offset == range.offset && $0.epoch == range.epoch }) {
+            fetching.remove(at: index)
+        }
     }
 
-    /// A write through the drive: what was read ahead may be stale.
+    /// The file changed (or may have): what was read ahead, and what is on its way, is
+    /// stale. Reading ahead starts over from the next sequential reads.
     mutating func forget() {
         batches.removeAll()
+        fetching.removeAll()
+        window = 0
+        epoch += 1
     }
 }
 
 /// Writes gathered while the previous batch is on its way to the share, then sent as one:
 /// a batch grows with the round trip, and nothing waits while the wire is idle. One courier
 /// sends, on the file's own worker, so batches reach the share in order. A flush, an fsync
-/// or a close waits until all is on the share and answers the first failure.
+/// or a close waits until all is on the share; the Redirector tells each descriptor of
+/// the failures counted here.
 struct WriteBehind {
     static let largestBatch = 8 << 20
 
@@ -158,7 +173,7 @@ struct WriteBehind {
     private(set) var offset: off_t = 0
     /// A courier is sending: it takes each gathered batch until none is left.
     private(set) var sending = false
-    var failure: Errno?
+    var failures = WriteFailures()
 
     var isIdle: Bool { !sending }
 

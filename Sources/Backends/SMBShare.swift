@@ -122,13 +122,21 @@ public final class SMBShare: ShareBackend {
             // Other lanes only read ahead: a second open for writing may be refused where
             // the first was allowed (a guest that created a file may not open it again to write).
             let flags = lane == 0 ? file.flags & ~(O_CREAT | O_TRUNC | O_EXCL) : O_RDONLY
+            if file.state.withLock({ $0.closed }) { throw Errno(EBADF) }
             var reply = try channel.request(.open) { message in
                 message.string(file.path)
                 message.i32(flags)
                 message.u32(0)
             }
             let id = try reply.u32()
-            file.state.withLock { $0.opens[index] = SMBFile.RemoteOpen(id: id, generation: channel.generation) }
+            let recorded = file.state.withLock { state in
+                if !state.closed { state.opens[index] = SMBFile.RemoteOpen(id: id, generation: channel.generation) }
+                return !state.closed
+            }
+            guard recorded else {
+                _ = try? channel.request(.close) { $0.u32(id) }
+                throw Errno(EBADF)
+            }
             return try body(channel, id)
         }
     }
@@ -190,7 +198,10 @@ public final class SMBShare: ShareBackend {
         settle(path: path)
         defer { listingAhead.forget(parentOf: path) }
         if let size = changes.size {
+            // Before, and again after: a fetch may read the old end while the truncate is
+            // on its way, and an end of file read ahead would shorten the next read.
             forgetReadAhead(path)
+            defer { forgetReadAhead(path) }
             if let handle {
                 _ = try onFile(try file(handle)) { (channel, remote) throws(Errno) in
                     try channel.request(.handleTruncate) { $0.u32(remote); $0.i64(Int64(size)) }
@@ -374,18 +385,15 @@ public final class SMBShare: ShareBackend {
     }
 
     /// Gathered and sent behind the writer (write-behind). A failure of a batch sent behind
-    /// is answered by the next write, flush or fsync of the file. O_SYNC and O_DSYNC need
-    /// nothing here: the kernel follows each of their writes with an FSYNC.
+    /// is counted in the file's `writeFailures`, which every descriptor open on it hears of
+    /// at its next fsync or close. O_SYNC and O_DSYNC need nothing here: the kernel follows
+    /// each of their writes with an FSYNC.
     public func write(_ handle: BackendHandle, from buffer: UnsafeRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
         let file = try file(handle)
         forgetReadAhead(file.path, besides: file)
         defer { listingAhead.forget(parentOf: file.path) }
-        let start = try file.state.withLock(when: { $0.writeBehind.accepts(buffer.count, at: offset) }) { (state) throws(Errno) in
+        let start = file.state.withLock(when: { $0.writeBehind.accepts(buffer.count, at: offset) }) { state in
             state.readAhead.forget()
-            if let failure = state.writeBehind.failure {
-                state.writeBehind.failure = nil
-                throw failure
-            }
             return state.writeBehind.gather(buffer, at: offset)
         }
         if start {
@@ -413,42 +421,51 @@ public final class SMBShare: ShareBackend {
                 }.get()
                 if written != bytes.count { throw Errno(EIO) }
             } catch {
-                file.state.withLock { $0.writeBehind.failure = $0.writeBehind.failure ?? error }
+                file.state.withLock { $0.writeBehind.failures.record(error) }
             }
+            // A fetch that read the share before this batch landed holds what it replaced.
+            forgetReadAhead(file.path)
         }
         writing.subtract(1, ordering: .releasing)
     }
 
-    /// Waits until the file's write-behind is on the share; answers its first failure.
-    private func drain(_ file: SMBFile) throws(Errno) {
-        try file.state.withLock(when: { $0.writeBehind.isIdle }) { (state) throws(Errno) in
-            if let failure = state.writeBehind.failure {
-                state.writeBehind.failure = nil
-                throw failure
-            }
-        }
+    /// Waits until the file's write-behind is on the share (or refused, and counted).
+    private func drain(_ file: SMBFile) {
+        file.state.withLock(when: { $0.writeBehind.isIdle }) { _ in }
+    }
+
+    public func writeFailures(_ handle: BackendHandle) -> WriteFailures {
+        (try? file(handle))?.state.withLock { $0.writeBehind.failures } ?? WriteFailures()
     }
 
     /// A close(2): what the file's writers wrote is on the share when this returns.
     public func flush(_ handle: BackendHandle) throws(Errno) {
-        try drain(try file(handle))
+        drain(try file(handle))
     }
 
     /// What was written is on the share once the write-behind is (libsmbclient has no
     /// flush of its own to ask the server for).
     public func sync(_ handle: BackendHandle, dataOnly: Bool) throws(Errno) {
-        try drain(try file(handle))
+        drain(try file(handle))
+    }
+
+    public func revived(_ handle: BackendHandle) {
+        (try? file(handle))?.state.withLock { $0.readAhead.forget() }
     }
 
     public func close(_ handle: BackendHandle) {
         guard let file = try? file(handle) else { return }
-        try? drain(file)
+        drain(file)
         files.withLock { files in
             files.table.removeValue(forKey: handle.rawValue)
             files.perPath[file.path, default: 1] -= 1
             if files.perPath[file.path] == 0 { files.perPath.removeValue(forKey: file.path) }
         }
-        for (index, open) in file.state.withLock({ $0.opens }) {
+        let opens = file.state.withLock { state in
+            state.closed = true
+            return state.opens
+        }
+        for (index, open) in opens {
             _ = try? workers[index].withChannel { (channel) throws(Errno) in
                 // A file of a replaced worker died with it.
                 if channel.generation == open.generation { _ = try channel.request(.close) { $0.u32(open.id) } }

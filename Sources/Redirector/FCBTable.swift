@@ -46,9 +46,9 @@ struct FCBTable {
     /// that is open over a deferred one. `current` is what the share says of the path now;
     /// deferred ServerOpens that reach another file than the path names are retired.
     mutating func collapse(path: String, kind: OpenKind, current: stat, node: UInt64, opener: Caller, now: Duration)
-        -> (handle: UInt64?, keepCache: Bool, retired: [BackendHandle])
+        -> (handle: UInt64?, keepCache: Bool, retired: [BackendHandle], revived: BackendHandle?)
     {
-        guard let fcbID = byPath[path], let fcb = fcbs[fcbID] else { return (nil, false, []) }
+        guard let fcbID = byPath[path], let fcb = fcbs[fcbID] else { return (nil, false, [], nil) }
         let identity = FileIdentity(current)
         var retired: [BackendHandle] = []
         for id in fcb.serverOpens where serverOpens[id]!.isDeferred && serverOpens[id]!.identity != identity {
@@ -58,7 +58,7 @@ struct FCBTable {
         let candidates = (fcbs[fcbID]?.serverOpens ?? []).compactMap { serverOpens[$0] }
             .filter { $0.kind == kind && $0.identity == identity }
         guard let chosen = candidates.first(where: { !$0.isDeferred }) ?? candidates.last else {
-            return (nil, false, retired)
+            return (nil, false, retired, nil)
         }
         let validator = Validator(current)
         let keepCache = fcbs[fcbID]!.validator == validator
@@ -71,7 +71,7 @@ struct FCBTable {
             counters.collapsed += 1
         }
         counters.opens += 1
-        return (attach(chosen.id, node: node, opener: opener), keepCache, retired)
+        return (attach(chosen.id, node: node, opener: opener), keepCache, retired, chosen.isDeferred ? chosen.backend : nil)
     }
 
     /// Records a ServerOpen the share just opened, with its first FileHandle.
@@ -95,6 +95,19 @@ struct FCBTable {
         counters.opens += 1
         counters.backendOpens += 1
         return (attach(id, node: node, opener: opener), keepCache)
+    }
+
+    /// Write-behind failures the handle was not told of yet. The first handle to hear of
+    /// one does not hide it from the others; `advance` (an fsync) marks it told.
+    mutating func untold(_ failures: WriteFailures, to id: UInt64, advance: Bool) -> Errno? {
+        guard let seen = handles[id]?.failuresSeen, failures.count > seen else { return nil }
+        if advance { handles[id]!.failuresSeen = failures.count }
+        return failures.latest
+    }
+
+    /// A new handle hears only of failures after it opened.
+    mutating func told(_ failures: WriteFailures, to id: UInt64) {
+        handles[id]?.failuresSeen = failures.count
     }
 
     // MARK: closing
@@ -134,6 +147,15 @@ struct FCBTable {
             guard let fcbPath = fcbs[serverOpens[id]!.fcb]?.path else { return false }
             return Self.path(fcbPath, isAt: path, subtree: subtree)
         }
+        counters.invalidated += doomed.count
+        return doomed.map { retire($0) }
+    }
+
+    /// Before an open: the deferred ServerOpens of the path that the share opened before
+    /// `time` are closed rather than revived.
+    mutating func discardDeferred(at path: String, openedBefore time: Duration) -> [BackendHandle] {
+        guard let fcb = byPath[path].flatMap({ fcbs[$0] }) else { return [] }
+        let doomed = fcb.serverOpens.filter { serverOpens[$0]!.isDeferred && serverOpens[$0]!.openedAt < time }
         counters.invalidated += doomed.count
         return doomed.map { retire($0) }
     }

@@ -8,4 +8,7 @@ public struct FileHandle: Sendable {
     let backend: BackendHandle
     /// Who opened it; the active-process check and `refs` report these.
     public let opener: Caller
+    /// How many write-behind failures of its ServerOpen it has been told of (or that came
+    /// before it opened).
+    var failuresSeen: UInt64 = 0
 }

@@ -171,7 +171,10 @@ public final class Redirector: Sendable {
             close(handles.withLock { $0.discardDeferred(at: path, subtree: false) })
         }
         nodes.withLock { $0.invalidate(node) }
-        return record(try backend.setAttributes(changes, of: path, handle: open), of: node)
+        let attributes = try backend.setAttributes(changes, of: path, handle: open)
+        // Again: a refresh asked while the change was on its way may hold the old size.
+        nodes.withLock { $0.invalidate(node) }
+        return record(attributes, of: node)
     }
 
     /// Where a GETATTR or SETATTR goes: the handle the kernel named, else the path, else
@@ -271,19 +274,25 @@ public final class Redirector: Sendable {
 
     /// A share that refuses to remove or rename a file still open (SMB does, with EBUSY)
     /// may be refusing a handle whose RELEASE is still on its way: FUSE sends it after
-    /// close() has returned. Such a refusal gets a short grace for those releases, then one
-    /// more try.
+    /// close() has returned, and its close on the share may still be waiting for a worker.
+    /// Such a refusal gets a short grace for those releases and closes, trying again.
     private func whileReleasing(_ paths: [String], subtree: Bool, _ operation: () throws(Errno) -> Void) throws(Errno) {
         do {
             try operation()
         } catch where error.rawValue == EBUSY {
             let deadline = MonotonicClock.now() + .milliseconds(500)
-            while MonotonicClock.now() < deadline,
-                  handles.withLock({ table in paths.contains { table.hasOpen(at: $0, subtree: subtree) } }) {
-                usleep(2_000)
+            while true {
+                while MonotonicClock.now() < deadline,
+                      handles.withLock({ table in paths.contains { table.hasOpen(at: $0, subtree: subtree) } }) {
+                    usleep(2_000)
+                }
+                close(handles.withLock { table in paths.flatMap { table.discardDeferred(at: $0, subtree: subtree) } })
+                do {
+                    return try operation()
+                } catch where error.rawValue == EBUSY && MonotonicClock.now() < deadline {
+                    usleep(5_000)
+                }
             }
-            close(handles.withLock { table in paths.flatMap { table.discardDeferred(at: $0, subtree: subtree) } })
-            try operation()
         }
     }
 
@@ -296,6 +305,11 @@ public final class Redirector: Sendable {
     public func open(_ node: UInt64, flags: Int32, caller: Caller) throws(Errno) -> (handle: UInt64, keepCache: Bool) {
         let path = try path(of: node)
         let kind = OpenKind(flags: flags)
+        // A deferred ServerOpen older than the attribute timeout is closed, not revived:
+        // while the drive holds a file open, Samba reports the write time it had when
+        // opened, so another client's change in place would stay hidden past the timeout.
+        let now = clock()
+        close(handles.withLock { $0.discardDeferred(at: path, openedBefore: now - attributeTimeout) })
         if flags & O_TRUNC != 0 {
             close(handles.withLock { $0.discardDeferred(at: path, subtree: false) })
         } else if handles.withLock({ $0.mayCollapse(path: path, kind: kind) }) {
@@ -303,7 +317,6 @@ public final class Redirector: Sendable {
             try backend.checkAccess(path, flags: flags)
             // Within the attribute timeout the kernel trusts what the share last said of the
             // file; so does the revalidation, which saves the round trip of a stat.
-            let now = clock()
             let cached = nodes.withLock { $0.cached(node, at: now, within: attributeTimeout) }
             let current: stat
             if let cached {
@@ -316,7 +329,11 @@ public final class Redirector: Sendable {
                 $0.collapse(path: path, kind: kind, current: current, node: node, opener: caller, now: now)
             }
             close(collapsed.retired)
-            if let handle = collapsed.handle { return (handle, collapsed.keepCache) }
+            if let revived = collapsed.revived { backend.revived(revived) }
+            if let handle = collapsed.handle {
+                startsTelling(handle)
+                return (handle, collapsed.keepCache)
+            }
         }
         if flags & O_TRUNC != 0 { nodes.withLock { $0.invalidate(node) } }
         let backendHandle = try backend.open(path, flags: flags)
@@ -366,12 +383,31 @@ public final class Redirector: Sendable {
         return try backend.write(open.backend, from: buffer, at: offset)
     }
 
+    /// A close(2): tells of write-behind failures and keeps them for the next fsync or
+    /// close, as Linux does for a close, which may be a child's of an inherited descriptor.
     public func flush(_ handle: UInt64) throws(Errno) {
-        try backend.flush(try backendHandle(handle))
+        let open = try backendHandle(handle)
+        try backend.flush(open)
+        try tell(handle, backend: open, advance: false)
     }
 
     public func sync(_ handle: UInt64, dataOnly: Bool) throws(Errno) {
-        try backend.sync(try backendHandle(handle), dataOnly: dataOnly)
+        let open = try backendHandle(handle)
+        try backend.sync(open, dataOnly: dataOnly)
+        try tell(handle, backend: open, advance: true)
+    }
+
+    private func tell(_ handle: UInt64, backend open: BackendHandle, advance: Bool) throws(Errno) {
+        let failures = backend.writeFailures(open)
+        guard failures.count > 0 else { return }
+        if let error = handles.withLock({ $0.untold(failures, to: handle, advance: advance) }) { throw error }
+    }
+
+    /// A handle collapsed onto an open ServerOpen hears only of failures from now on.
+    private func startsTelling(_ handle: UInt64) {
+        guard let open = handles.withLock({ $0[handle: handle] }) else { return }
+        let failures = backend.writeFailures(open.backend)
+        if failures.count > 0 { handles.withLock { $0.told(failures, to: handle) } }
     }
 
     /// The kernel let go of a FileHandle. Its writes were flushed at close(2), so the

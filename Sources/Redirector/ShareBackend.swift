@@ -42,6 +42,22 @@ public struct RenameFlags: OptionSet, Sendable {
     public static let exchange = RenameFlags(rawValue: 1 << 1)
 }
 
+/// Data written behind (after `write` answered) that the share refused, counted per
+/// backend handle. A FileHandle notes the count when it opens and reports every failure
+/// after it at its next fsync or close, as Linux's errseq does for each open file
+/// description: no descriptor consumes another's news.
+public struct WriteFailures: Sendable, Equatable {
+    public var count: UInt64 = 0
+    public var latest: Errno?
+
+    public init() {}
+
+    public mutating func record(_ error: Errno) {
+        count += 1
+        latest = error
+    }
+}
+
 /// A share, spoken to by paths relative to its top ("" is the top, "a/b" is below it).
 /// Every failure is the errno a local filesystem would give for the same call.
 public protocol ShareBackend: Sendable {
@@ -57,11 +73,17 @@ public protocol ShareBackend: Sendable {
     func read(_ handle: BackendHandle, into buffer: UnsafeMutableRawBufferPointer, at offset: off_t) throws(Errno) -> Int
     /// Writes all of the buffer.
     func write(_ handle: BackendHandle, from buffer: UnsafeRawBufferPointer, at offset: off_t) throws(Errno) -> Int
+    /// What was written through the handle is on the share when this returns; a failure
+    /// of data written behind is in `writeFailures`, not thrown here.
     func sync(_ handle: BackendHandle, dataOnly: Bool) throws(Errno)
     /// A close(2) of a descriptor that could write: what was written through the handle is
-    /// on the share when this returns, or this says why not.
+    /// on the share when this returns, or in `writeFailures`.
     func flush(_ handle: BackendHandle) throws(Errno)
+    func writeFailures(_ handle: BackendHandle) -> WriteFailures
     func close(_ handle: BackendHandle)
+    /// A deferred handle serves a new open: what the backend kept for it (read-ahead)
+    /// dates from before the open's revalidation and must go.
+    func revived(_ handle: BackendHandle)
 
     func makeDirectory(_ path: String, mode: mode_t, caller: Caller) throws(Errno)
     func makeNode(_ path: String, mode: mode_t, device: dev_t, caller: Caller) throws(Errno)
@@ -97,4 +119,10 @@ extension ShareBackend {
 
     /// A backend that writes through as writes arrive has nothing to flush.
     public func flush(_ handle: BackendHandle) throws(Errno) {}
+
+    /// A backend that writes through has no failure to tell of later.
+    public func writeFailures(_ handle: BackendHandle) -> WriteFailures { WriteFailures() }
+
+    /// A backend that keeps nothing per handle has nothing to forget.
+    public func revived(_ handle: BackendHandle) {}
 }

@@ -53,9 +53,23 @@ import Testing
         land(range)
         readAhead.forget()
         guard case .fetch = step(at: Self.MiB) else { Issue.record("forgotten: fetched again"); return }
-        land((off_t(Self.MiB), 2 * Self.MiB))
+        land((off_t(Self.MiB), 2 * Self.MiB, readAhead.epoch))
         now += .seconds(2)
         guard case .fetch = step(at: Self.MiB) else { Issue.record("expired: fetched again"); return }
+    }
+
+    /// A fetch on its way when the file changed read what the share held before: a read
+    /// after the change must not be served from it (a stale page, or an end of file that
+    /// shrinks the kernel's idea of the size after a truncate up: SIGBUS under mmap).
+    @Test mutating func aFetchOnItsWayWhenTheFileChangesIsNotKept() {
+        _ = step(at: 0)
+        guard case .fetch(let range) = step(at: Self.MiB) else { Issue.record("fetch"); return }
+        readAhead.forget()
+        #expect(!readAhead.mustWait(for: off_t(Self.MiB)), "nobody waits for a forgotten fetch")
+        land(range, count: Self.MiB / 2)
+        #expect(readAhead.batches.isEmpty)
+        if case .copied = step(at: Self.MiB) { Issue.record("served from a fetch older than the change") }
+        if case .endOfFile = step(at: Self.MiB + Self.MiB / 2) { Issue.record("an end of file from before the change") }
     }
 
     @Test mutating func aFailedFetchLetsTheWaitersGo() {

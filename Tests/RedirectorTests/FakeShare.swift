@@ -21,6 +21,8 @@ final class FakeShare: ShareBackend {
         var events: [String] = []
         /// Stats by path: the round trips a revalidation costs.
         var stats = 0
+        /// Write-behind failures by handle, as a backend that writes behind counts them.
+        var failures: [Int64: WriteFailures] = [:]
     }
 
     private let state = Mutex(State())
@@ -37,6 +39,17 @@ final class FakeShare: ShareBackend {
     var openHandles: Int { state.withLock { $0.handles.count } }
 
     func clearEvents() { state.withLock { $0.events.removeAll() } }
+
+    /// Data written behind through every open handle was refused.
+    func failWrites(_ error: Errno) {
+        state.withLock { state in
+            for handle in state.handles.keys { state.failures[handle, default: WriteFailures()].record(error) }
+        }
+    }
+
+    func writeFailures(_ handle: BackendHandle) -> WriteFailures {
+        state.withLock { $0.failures[handle.rawValue] ?? WriteFailures() }
+    }
 
     /// Puts a file on the share as another writer would, behind the drive's back.
     func put(_ path: String, size: Int = 0, mtime: Int = 1, directory: Bool = false, newInode: Bool = true) {
