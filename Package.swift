@@ -22,7 +22,7 @@ let package = Package(
         .target(name: "FUSEBridge", dependencies: ["Redirector", "CFuse"]),
         .target(name: "NetUseDaemon", dependencies: ["NetUseCore", "Redirector", "Backends", "FUSEBridge"]),
         .executableTarget(name: "netused", dependencies: [
-            "NetUseDaemon",
+            "NetUseDaemon", "CLinux",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "netuse-smb-worker", dependencies: ["NetUseCore", "CSMBClient"]),

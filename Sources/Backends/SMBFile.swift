@@ -28,6 +28,17 @@ final class SMBFile: Sendable {
         /// Set by close: a fetch ahead still on a courier must not open the file again on
         /// its worker, where nobody would close it.
         var closed = false
+        /// What this file holds of the cache budget, as last accounted.
+        var charged = 0
+
+        /// Bytes of file data the file holds in memory: batches read ahead and on their way,
+        /// writes gathered and being sent.
+        var held: Int { readAhead.held + writeBehind.held }
+
+        /// Brings the budget up to date with what the file holds now.
+        mutating func account(_ budget: CacheBudget) {
+            charged = budget.account(from: charged, to: closed ? 0 : held)
+        }
     }
 
     init(worker: Int, path: String, flags: Int32, open: RemoteOpen, workers: Int) {
@@ -83,6 +94,9 @@ struct ReadAhead {
     init(lanes: Int) {
         self.lanes = max(1, lanes)
     }
+
+    /// Batches kept, and fetches on their way (counted at their full size).
+    var held: Int { batches.reduce(0) { $0 + $1.bytes.count } + fetching.reduce(0) { $0 + $1.count } }
 
     /// While reading sequentially, a read the batches do not cover waits for the fetches on
     /// their way, which bring it or the batches after which it lies.
@@ -173,9 +187,12 @@ struct WriteBehind {
     private(set) var offset: off_t = 0
     /// A courier is sending: it takes each gathered batch until none is left.
     private(set) var sending = false
+    /// The size of the batch on its way to the share.
+    private var inFlight = 0
     var failures = WriteFailures()
 
     var isIdle: Bool { !sending }
+    var held: Int { gathered.count + inFlight }
 
     /// A write at `position` may join what is gathered: it is contiguous and fits, or
     /// nothing is gathered.
@@ -198,9 +215,11 @@ struct WriteBehind {
     mutating func takeBatch() -> (offset: off_t, bytes: [UInt8])? {
         guard !gathered.isEmpty else {
             sending = false
+            inFlight = 0
             return nil
         }
         defer { gathered = [] }
+        inFlight = gathered.count
         return (offset, gathered)
     }
 }

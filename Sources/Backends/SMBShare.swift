@@ -316,8 +316,9 @@ public final class SMBShare: ShareBackend {
         while done < buffer.count {
             let position = offset + off_t(done)
             let rest = UnsafeMutableRawBufferPointer(rebasing: buffer[done...])
-            let step = file.state.withLock(when: { !$0.readAhead.mustWait(for: position) }) {
-                $0.readAhead.step(at: position, into: rest, now: MonotonicClock.now())
+            let step = file.state.withLock(when: { !$0.readAhead.mustWait(for: position) }) { state in
+                let step = state.readAhead.step(at: position, into: rest, now: MonotonicClock.now())
+                return Self.withinBudget(step, &state)
             }
             switch step {
             case .copied(let count, let prefetches):
@@ -356,6 +357,28 @@ public final class SMBShare: ShareBackend {
         }
     }
 
+    /// Over the cache budget, reading ahead shrinks: prefetches beyond it are not started, and
+    /// a read that would fetch a batch reads straight into the caller's buffer instead.
+    private static func withinBudget(_ step: ReadAhead.Step, _ state: inout SMBFile.State) -> ReadAhead.Step {
+        let budget = CacheBudget.shared
+        state.account(budget)
+        switch step {
+        case .copied(let count, var prefetches):
+            while let last = prefetches.last, budget.inUse > budget.limit || state.held > budget.perFile {
+                state.readAhead.fetchEnded(last)
+                prefetches.removeLast()
+                state.account(budget)
+            }
+            return .copied(count, prefetch: prefetches)
+        case .fetch(let range) where budget.inUse > budget.limit || state.held > budget.perFile:
+            state.readAhead.fetchEnded(range)
+            state.account(budget)
+            return .direct
+        default:
+            return step
+        }
+    }
+
     /// Reads a batch for the read-ahead; it keeps the received frame, uncopied.
     private func fetch(_ file: SMBFile, _ range: ReadAhead.Range, lane: Int) throws(Errno) {
         do throws(Errno) {
@@ -368,9 +391,15 @@ public final class SMBShare: ShareBackend {
                 return try reply.data()
             }
             guard bytes.count <= range.count else { throw Errno(EPROTO) }
-            file.state.withLock { $0.readAhead.fetched(bytes, for: range, now: MonotonicClock.now()) }
+            file.state.withLock { state in
+                state.readAhead.fetched(bytes, for: range, now: MonotonicClock.now())
+                state.account(CacheBudget.shared)
+            }
         } catch {
-            file.state.withLock { $0.readAhead.fetchEnded(range) }
+            file.state.withLock { state in
+                state.readAhead.fetchEnded(range)
+                state.account(CacheBudget.shared)
+            }
             throw error
         }
     }
@@ -380,7 +409,10 @@ public final class SMBShare: ShareBackend {
         // Most paths have one file open: then there is no other to look for.
         guard files.withLock({ $0.perPath[path, default: 0] }) > (writer == nil ? 0 : 1) else { return }
         for file in files.withLock({ $0.table.values.filter { $0.path == path && $0 !== writer } }) {
-            file.state.withLock { $0.readAhead.forget() }
+            file.state.withLock { state in
+                state.readAhead.forget()
+                state.account(CacheBudget.shared)
+            }
         }
     }
 
@@ -392,8 +424,21 @@ public final class SMBShare: ShareBackend {
         let file = try file(handle)
         forgetReadAhead(file.path, besides: file)
         defer { listingAhead.forget(parentOf: file.path) }
+        // Over the cache budget the writer waits for the share: what is gathered goes
+        // first, then this write, straight through.
+        if !file.state.withLock({ CacheBudget.shared.hasRoom(for: buffer.count, holding: $0.held) }) {
+            drain(file)
+            file.state.withLock { state in
+                state.readAhead.forget()
+                state.account(CacheBudget.shared)
+            }
+            try writeThrough(file, buffer, at: offset)
+            forgetReadAhead(file.path)
+            return buffer.count
+        }
         let start = file.state.withLock(when: { $0.writeBehind.accepts(buffer.count, at: offset) }) { state in
             state.readAhead.forget()
+            defer { state.account(CacheBudget.shared) }
             return state.writeBehind.gather(buffer, at: offset)
         }
         if start {
@@ -405,21 +450,12 @@ public final class SMBShare: ShareBackend {
 
     /// A courier's part of write-behind: sends what is gathered until nothing is.
     private func sendBehind(_ file: SMBFile) {
-        while let (offset, bytes) = file.state.withLock({ $0.writeBehind.takeBatch() }) {
+        while let (offset, bytes) = file.state.withLock({ state in
+            defer { state.account(CacheBudget.shared) }
+            return state.writeBehind.takeBatch()
+        }) {
             do throws(Errno) {
-                let written = try bytes.withUnsafeBytes { bytes in
-                    Result { () throws(Errno) in
-                        try onFile(file) { (channel, remote) throws(Errno) in
-                            var reply = try channel.request(.write, tail: bytes) { message in
-                                message.u32(remote)
-                                message.i64(Int64(offset))
-                                message.u32(UInt32(bytes.count))
-                            }
-                            return Int(try reply.u32())
-                        }
-                    }
-                }.get()
-                if written != bytes.count { throw Errno(EIO) }
+                try bytes.withUnsafeBytes { bytes in Result { () throws(Errno) in try writeThrough(file, bytes, at: offset) } }.get()
             } catch {
                 file.state.withLock { $0.writeBehind.failures.record(error) }
             }
@@ -427,6 +463,19 @@ public final class SMBShare: ShareBackend {
             forgetReadAhead(file.path)
         }
         writing.subtract(1, ordering: .releasing)
+    }
+
+    /// One write, on the share when this returns.
+    private func writeThrough(_ file: SMBFile, _ bytes: UnsafeRawBufferPointer, at offset: off_t) throws(Errno) {
+        let written = try onFile(file) { (channel, remote) throws(Errno) in
+            var reply = try channel.request(.write, tail: bytes) { message in
+                message.u32(remote)
+                message.i64(Int64(offset))
+                message.u32(UInt32(bytes.count))
+            }
+            return Int(try reply.u32())
+        }
+        if written != bytes.count { throw Errno(EIO) }
     }
 
     /// Waits until the file's write-behind is on the share (or refused, and counted).
@@ -450,7 +499,10 @@ public final class SMBShare: ShareBackend {
     }
 
     public func revived(_ handle: BackendHandle) {
-        (try? file(handle))?.state.withLock { $0.readAhead.forget() }
+        (try? file(handle))?.state.withLock { state in
+            state.readAhead.forget()
+            state.account(CacheBudget.shared)
+        }
     }
 
     public func close(_ handle: BackendHandle) {
@@ -463,6 +515,7 @@ public final class SMBShare: ShareBackend {
         }
         let opens = file.state.withLock { state in
             state.closed = true
+            state.account(CacheBudget.shared)
             return state.opens
         }
         for (index, open) in opens {

@@ -9,6 +9,7 @@
 #include <linux/openat2.h>
 #include <sys/fsuid.h>
 #include <fcntl.h>
+#include <malloc.h>
 
 /* Open flags behind _GNU_SOURCE. O_DIRECT and O_LARGEFILE differ between architectures:
    on arm64 040000 is O_DIRECTORY and 0100000 is O_NOFOLLOW. */
@@ -51,6 +52,17 @@ static inline gid_t netuse_setfsgid(gid_t gid) { return (gid_t)setfsgid(gid); }
 /// faccessat2(2) with AT_EACCESS checks with the thread's fsuid, fsgid and groups.
 static inline int netuse_access_fd(int fd, int mode) {
     return (int)syscall(SYS_faccessat2, fd, "", mode, 0x200 /* AT_EACCESS */ | 0x1000 /* AT_EMPTY_PATH */);
+}
+
+/// Gives memory glibc keeps for the process back to the system.
+static inline int netuse_malloc_trim(void) { return malloc_trim(0); }
+
+/// Buffers of file data (a megabyte and more) are mapped and unmapped, never kept on a heap:
+/// glibc would otherwise raise its mapping threshold after the first free and keep them, in
+/// an arena per thread. Two arenas serve two cores. Before any thread starts.
+static inline void netuse_tune_malloc(void) {
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    mallopt(M_ARENA_MAX, 2);
 }
 
 /// SO_PEERCRED without struct ucred (which needs _GNU_SOURCE).

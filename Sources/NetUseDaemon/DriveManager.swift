@@ -63,12 +63,14 @@ final class DriveManager: Sendable {
         root + "/" + key.folder + "/" + key.letter.name
     }
 
-    /// Closes deferred ServerOpens whose closetimeo ran out, ten times a second.
+    /// Closes deferred ServerOpens whose closetimeo ran out, ten times a second, and gives
+    /// memory back to the system once the caches let go of it.
     func startScavenger() {
         SystemThread.detach { [self] in
             while true {
                 usleep(100_000)
                 for drive in state.withLock({ Array($0.drives.values) }) { drive.redirector.expireDeferred() }
+                CacheBudget.shared.trimWhenIdle()
             }
         }
     }

@@ -7,7 +7,8 @@ import NetUseDaemon
 /// returns once that copy answers on its socket, so that a script may use it right away.
 /// Its log goes to ROOT/netused.log.
 enum Background {
-    static func start(root: String, stateDirectory: String?, logLevel: String) throws {
+    /// `options`: the other command-line options, passed on as they were given.
+    static func start(root: String, stateDirectory: String?, logLevel: String, options: [String]) throws {
         try Daemon.prepare(root: root)
         let logPath = root + "/netused.log"
         var attributes = posix_spawnattr_t()
@@ -22,7 +23,7 @@ enum Background {
         posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o640)
 
         let words = ["netused", "--foreground", "--root", root, "--log-level", logLevel]
-            + (stateDirectory.map { ["--state-dir", $0] } ?? [])
+            + (stateDirectory.map { ["--state-dir", $0] } ?? []) + options
         let argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLinux
 import Glibc
 import NetUseCore
 import NetUseDaemon
@@ -25,11 +26,15 @@ struct Netused: ParsableCommand {
     @Option(help: "error, warning, info or debug.")
     var logLevel = "info"
 
+    @Option(help: ArgumentHelp("Memory for all cached file data (read-ahead, write-behind) of every drive and user; over it, reading ahead shrinks and writers wait.", valueName: "MiB"))
+    var cacheMemory = 128
+
     func validate() throws {
         guard Log.Level(name: logLevel) != nil else { throw ValidationError("--log-level takes error, warning, info or debug.") }
         if let root, !root.hasPrefix("/") { throw ValidationError("--root takes an absolute path.") }
         if let stateDir, !stateDir.hasPrefix("/") { throw ValidationError("--state-dir takes an absolute path.") }
         guard retryInterval >= 0.1 else { throw ValidationError("--retry-interval takes at least 0.1 seconds.") }
+        guard (8...65536).contains(cacheMemory) else { throw ValidationError("--cache-memory takes 8 to 65536 MiB.") }
     }
 
     func run() throws {
@@ -38,9 +43,11 @@ struct Netused: ParsableCommand {
         let root = self.root ?? InstancePaths.defaultRoot(environment: environment)
         let stateDirectory = stateDir ?? Daemon.defaultStateDirectory(environment: environment)
         if !foreground {
-            try Background.start(root: root, stateDirectory: stateDirectory, logLevel: logLevel)
+            try Background.start(root: root, stateDirectory: stateDirectory, logLevel: logLevel,
+                                 options: ["--retry-interval", String(retryInterval), "--cache-memory", String(cacheMemory)])
             return
         }
+        CacheBudget.shared.limit = cacheMemory << 20
         Daemon.takeSignals()
         do {
             try Daemon.run(root: root, stateDirectory: stateDirectory, retryInterval: .milliseconds(Int64(retryInterval * 1000)))
@@ -51,4 +58,5 @@ struct Netused: ParsableCommand {
     }
 }
 
+netuse_tune_malloc()
 Netused.main()

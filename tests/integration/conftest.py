@@ -35,11 +35,11 @@ class Daemon:
         self.log_path = base / "netused.log"
         self.process = None
 
-    def start(self, env=None, prefix=()):
+    def start(self, env=None, prefix=(), options=()):
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [*prefix, str(BIN / "netused"), "--root", str(self.root), "--state-dir", str(self.state), "--foreground",
-             "--log-level", "debug", "--retry-interval", "0.5"],
+             "--log-level", "debug", "--retry-interval", "0.5", *options],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=env)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
