@@ -74,3 +74,43 @@ def test_eight_readers_stay_within_the_budget_and_memory_goes_back(base, samba, 
         daemon.ctl("delete", "q")
     finally:
         daemon.cleanup()
+
+
+def test_eight_writers_wait_for_the_share_rather_than_grow_the_daemon(base, samba, user_share):
+    budget_mib = 32
+    daemon = Daemon(base)
+    try:
+        daemon.start(options=["--cache-memory", str(budget_mib)])
+        drive = daemon.use("q", user_share)
+        idle = rss_kib(daemon.process.pid)
+        peak = [0]
+        done = threading.Event()
+
+        def sample():
+            while not done.is_set():
+                peak[0] = max(peak[0], rss_kib(daemon.process.pid))
+                time.sleep(0.02)
+
+        block = os.urandom(1 << 20)
+
+        def write(index):
+            with open(drive / f"w{index}.bin", "wb", buffering=0) as f:
+                for _ in range(SIZE >> 20):
+                    f.write(block)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        writers = [threading.Thread(target=write, args=(index,)) for index in range(8)]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join()
+        done.set()
+        sampler.join()
+        print(f"writers: idle {idle >> 10} MiB, peak {peak[0] >> 10} MiB, budget {budget_mib} MiB")
+        assert peak[0] - idle <= (budget_mib + 32) << 10, f"peak {peak[0] >> 10} MiB over idle {idle >> 10} MiB"
+        for index in range(8):
+            assert (user_share.path / f"w{index}.bin").stat().st_size == SIZE
+        daemon.ctl("delete", "q")
+    finally:
+        daemon.cleanup()
