@@ -116,8 +116,7 @@ enum FUSEOperations {
             }
         }
         ops.read = { request, _, size, offset, info in
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
-            defer { buffer.deallocate() }
+            let buffer = WorkerThread.current.readBuffer(size)
             do {
                 let count = try redirector(request!).read(info!.pointee.fh, into: buffer, at: offset)
                 fuse_reply_buf(request, buffer.baseAddress?.assumingMemoryBound(to: CChar.self), count)

@@ -16,7 +16,7 @@ enum RequestIdentity {
 
     static func assume(for request: fuse_req_t) throws(Errno) {
         let context = fuse_req_ctx(request)!.pointee
-        let worker = Worker.current
+        let worker = WorkerThread.current
         let now = MonotonicClock.now()
         let groups: [gid_t]
         if let known = worker.groups, known.thread == context.pid, known.uid == context.uid, known.gid == context.gid,
@@ -46,26 +46,6 @@ enum RequestIdentity {
             let count = read(fd, buffer.baseAddress, buffer.count)
             guard count > 0 else { return [] }
             return Identity.groups(inStatus: UnsafeBufferPointer(rebasing: buffer[..<count])) ?? []
-        }
-    }
-
-    /// What one libfuse worker thread knows of itself, in thread-specific storage.
-    private final class Worker {
-        /// The identity the thread has taken; nil when unknown.
-        var identity: Identity?
-        var groups: (thread: pid_t, uid: uid_t, gid: gid_t, groups: [gid_t], readAt: Duration)?
-
-        nonisolated(unsafe) static let key: pthread_key_t = {
-            var key = pthread_key_t()
-            pthread_key_create(&key) { $0.map { Unmanaged<Worker>.fromOpaque($0).release() } }
-            return key
-        }()
-
-        static var current: Worker {
-            if let known = pthread_getspecific(key) { return Unmanaged<Worker>.fromOpaque(known).takeUnretainedValue() }
-            let worker = Worker()
-            pthread_setspecific(key, Unmanaged.passRetained(worker).toOpaque())
-            return worker
         }
     }
 }

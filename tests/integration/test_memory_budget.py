@@ -19,8 +19,8 @@ def rss_kib(pid):
     return 0
 
 
-def eight_readers(daemon, drive, names):
-    """Reads the files at once; returns the daemon's peak RSS, sampled every 20 ms."""
+def peak_rss_while(daemon, work, items):
+    """Runs work(item) for every item at once; returns the daemon's peak RSS (sampled every 20 ms)."""
     peak = [0]
     done = threading.Event()
 
@@ -29,21 +29,22 @@ def eight_readers(daemon, drive, names):
             peak[0] = max(peak[0], rss_kib(daemon.process.pid))
             time.sleep(0.02)
 
-    def read(name):
-        with open(drive / name, "rb", buffering=0) as f:
-            while f.read(1 << 20):
-                pass
-
     sampler = threading.Thread(target=sample)
     sampler.start()
-    readers = [threading.Thread(target=read, args=(name,)) for name in names]
-    for reader in readers:
-        reader.start()
-    for reader in readers:
-        reader.join()
+    workers = [threading.Thread(target=work, args=(item,)) for item in items]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
     done.set()
     sampler.join()
     return peak[0]
+
+
+def read_whole(path):
+    with open(path, "rb", buffering=0) as f:
+        while f.read(1 << 20):
+            pass
 
 
 @pytest.mark.parametrize("budget_mib", [32])
@@ -61,16 +62,20 @@ def test_eight_readers_stay_within_the_budget_and_memory_goes_back(base, samba, 
         (drive / names[0]).stat()
         subprocess.run(["sh", "-c", "echo 3 > /proc/sys/vm/drop_caches"], check=True)
         idle = rss_kib(daemon.process.pid)
-        peak = eight_readers(daemon, drive, names)
+        peak = peak_rss_while(daemon, lambda name: read_whole(drive / name), names)
         # The budget, plus what is not cache: request buffers and frames on their way.
-        overhead_mib = 24
+        overhead_mib = 32
         print(f"idle {idle >> 10} MiB, peak {peak >> 10} MiB, budget {budget_mib} MiB")
         assert peak - idle <= (budget_mib + overhead_mib) << 10, f"peak {peak >> 10} MiB over idle {idle >> 10} MiB"
+        # Back near idle within 5 s: what stays is each FUSE worker's 1 MiB read buffer
+        # (16 workers at most), not cache.
+        kept_mib = 16 + 16
         deadline = time.monotonic() + 5
-        while rss_kib(daemon.process.pid) - idle > 16 << 10 and time.monotonic() < deadline:
+        while rss_kib(daemon.process.pid) - idle > kept_mib << 10 and time.monotonic() < deadline:
             time.sleep(0.1)
         after = rss_kib(daemon.process.pid)
-        assert after - idle <= 16 << 10, f"{after >> 10} MiB five seconds after, idle was {idle >> 10} MiB"
+        print(f"after 5 s: {after >> 10} MiB")
+        assert after - idle <= kept_mib << 10, f"{after >> 10} MiB five seconds after, idle was {idle >> 10} MiB"
         daemon.ctl("delete", "q")
     finally:
         daemon.cleanup()
@@ -83,14 +88,6 @@ def test_eight_writers_wait_for_the_share_rather_than_grow_the_daemon(base, samb
         daemon.start(options=["--cache-memory", str(budget_mib)])
         drive = daemon.use("q", user_share)
         idle = rss_kib(daemon.process.pid)
-        peak = [0]
-        done = threading.Event()
-
-        def sample():
-            while not done.is_set():
-                peak[0] = max(peak[0], rss_kib(daemon.process.pid))
-                time.sleep(0.02)
-
         block = os.urandom(1 << 20)
 
         def write(index):
@@ -98,17 +95,9 @@ def test_eight_writers_wait_for_the_share_rather_than_grow_the_daemon(base, samb
                 for _ in range(SIZE >> 20):
                     f.write(block)
 
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        writers = [threading.Thread(target=write, args=(index,)) for index in range(8)]
-        for writer in writers:
-            writer.start()
-        for writer in writers:
-            writer.join()
-        done.set()
-        sampler.join()
-        print(f"writers: idle {idle >> 10} MiB, peak {peak[0] >> 10} MiB, budget {budget_mib} MiB")
-        assert peak[0] - idle <= (budget_mib + 32) << 10, f"peak {peak[0] >> 10} MiB over idle {idle >> 10} MiB"
+        peak = peak_rss_while(daemon, write, range(8))
+        print(f"writers: idle {idle >> 10} MiB, peak {peak >> 10} MiB, budget {budget_mib} MiB")
+        assert peak - idle <= (budget_mib + 32) << 10, f"peak {peak >> 10} MiB over idle {idle >> 10} MiB"
         for index in range(8):
             assert (user_share.path / f"w{index}.bin").stat().st_size == SIZE
         daemon.ctl("delete", "q")
