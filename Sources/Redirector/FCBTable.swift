@@ -24,7 +24,6 @@ struct FCBTable {
 
     var handleCount: Int { handles.count }
     var deferredCount: Int { deferred.count }
-    var isIdle: Bool { handles.isEmpty }
 
     subscript(handle id: UInt64) -> FileHandle? { handles[id] }
 

@@ -85,11 +85,6 @@ struct NodeTable {
         nodes[id]!.fetched = now
     }
 
-    /// The node's attributes if the share gave them within `window` of `now`.
-    func attributes(of id: UInt64, at now: Duration, within window: Duration) -> stat? {
-        cached(id, at: now, within: window)?.attributes
-    }
-
     /// The node's attributes and their age, if younger than `window`.
     func cached(_ id: UInt64, at now: Duration, within window: Duration) -> (attributes: stat, age: Duration)? {
         guard let node = nodes[id], let attributes = node.attributes, now - node.fetched < window else { return nil }
