@@ -56,16 +56,11 @@ final class SMBHealth: Sendable {
     /// drive back.
     func mayTryToReconnect(every interval: Duration) -> Bool {
         guard current == .disconnected else { return true }
-        let (seconds, attoseconds) = interval.components
-        let wait = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-        return Self.now() - lastFailure.load(ordering: .relaxed) >= wait
+        return Self.now() - lastFailure.load(ordering: .relaxed) >= interval.nanoseconds
     }
 
-    private static func now() -> Int64 {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)
-    }
+    /// The one monotonic clock, in nanoseconds, which an Atomic can hold.
+    private static func now() -> Int64 { MonotonicClock.now().nanoseconds }
 }
 
 /// One netuse-smb-worker process and the socket to it. Requests go one at a time: the
@@ -154,8 +149,7 @@ final class SMBWorker: Sendable {
     }
 
     private var timeoutMilliseconds: Int32 {
-        let (seconds, attoseconds) = connection.timeout.components
-        return Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+        Int32(clamping: connection.timeout.milliseconds)
     }
 
     /// Runs `body` with a live worker, starting one if needed. Errors from the share pass

@@ -70,7 +70,7 @@ public struct LineReader {
             let left = deadline - MonotonicClock.now()
             guard left > .zero else { throw Errno(ETIMEDOUT) }
             var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let milliseconds = Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
+            let milliseconds = Int32(clamping: left.milliseconds + 1)
             let count = poll(&ready, 1, milliseconds)
             if count > 0 { return }
             if count < 0 && errno != EINTR { throw Errno.current }

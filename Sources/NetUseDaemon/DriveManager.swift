@@ -232,8 +232,7 @@ final class DriveManager: Sendable {
     func startRetrying(every interval: Duration) {
         SystemThread.detach { [self] in
             while true {
-                let (seconds, attoseconds) = interval.components
-                usleep(UInt32(clamping: seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
+                usleep(UInt32(clamping: interval.microseconds))
                 let waiting = state.withLock { state in
                     state.unavailable.subtracting(state.restoring).compactMap { key in state.records[key].map { (key, $0) } }
                 }

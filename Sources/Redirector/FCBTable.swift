@@ -271,9 +271,3 @@ struct FCBTable {
     }
 }
 
-extension Duration {
-    public var seconds: Double {
-        let (whole, attoseconds) = components
-        return Double(whole) + Double(attoseconds) / 1e18
-    }
-}
