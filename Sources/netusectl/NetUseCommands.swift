@@ -14,12 +14,7 @@ struct NetUseList: ParsableCommand {
         if connection.json { return connection.printJSON(response) }
         print("New connections will not be remembered.")
         print("")
-        let drives = response.drives ?? []
-        guard !drives.isEmpty else {
-            print("There are no entries in the list.")
-            print("")
-            return
-        }
+        guard let drives = entries(response.drives) else { return }
         print("")
         print("Status".padding(13) + "Local".padding(10) + "Remote".padding(26) + "Network")
         print("")
@@ -46,12 +41,7 @@ struct NetUseDelete: ParsableCommand {
 
     func run() throws {
         if letter == "*" {
-            let drives = try connection.perform(ControlRequest(op: "list")).drives ?? []
-            guard !drives.isEmpty else {
-                print("There are no entries in the list.")
-                print("")
-                return
-            }
+            guard let drives = entries(try connection.perform(ControlRequest(op: "list")).drives) else { return }
             if !yes {
                 print("You have these remote connections:")
                 print("")

@@ -243,12 +243,7 @@ struct List: ParsableCommand {
             print(notice)
             print("")
         }
-        let drives = response.drives ?? []
-        guard !drives.isEmpty else {
-            print("There are no entries in the list.")
-            print("")
-            return
-        }
+        guard let drives = entries(response.drives) else { return }
         let rows = [["Status", "Local", "Remote", "Mounted at", "Open", "Deferred"]]
             + drives.map { [$0.status, $0.letter, $0.remote, $0.mountpoint, String($0.openHandles), String($0.deferredHandles)] }
         printTable(rows, underline: true)
@@ -307,6 +302,16 @@ struct Refs: ParsableCommand {
         let tenths = (value * 10).rounded() / 10
         return "\(tenths)s"
     }
+}
+
+/// The drives, or nil after saying, as NET.EXE does, that there are none.
+func entries(_ drives: [DriveStatus]?) -> [DriveStatus]? {
+    guard let drives, !drives.isEmpty else {
+        print("There are no entries in the list.")
+        print("")
+        return nil
+    }
+    return drives
 }
 
 func printTable(_ rows: [[String]], underline: Bool) {
