@@ -3,7 +3,7 @@ import Glibc
 
 /// The few Unix stream socket calls the control channel needs, with errors as `Errno`.
 public enum UnixSocket {
-    public static func listen(path: String, mode: mode_t, backlog: Int32 = 128) throws(Errno) -> Int32 {
+    public static func listen(path: String, mode: mode_t, backlog: Int32 = SOMAXCONN) throws(Errno) -> Int32 {
         let fd = try systemCall { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         do {
             try withAddress(path) { (address, length) throws(Errno) in

@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -102,8 +103,12 @@ class Daemon:
     def request(self, raw: bytes, timeout=10):
         """Sends raw bytes on the control socket and returns the first reply line, parsed."""
         with socket.socket(socket.AF_UNIX) as connection:
-            connection.settimeout(timeout)
+            # As netusectl does: a full accept queue makes connect wait (here, at most
+            # `timeout`), where a non-blocking connect would fail at once with EAGAIN.
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                                  struct.pack("ll", int(timeout), int(timeout % 1 * 1e6)))
             connection.connect(str(self.socket))
+            connection.settimeout(timeout)
             connection.sendall(raw)
             reply = b""
             while not reply.endswith(b"\n"):
