@@ -49,4 +49,21 @@ public final class Monitor<State: Sendable>: @unchecked Sendable {
         }
         return try body(&state)
     }
+
+    /// As `withLock(when:)`, waiting no longer than `limit`: nil, and `body` not run, when
+    /// `ready` still does not hold by then.
+    public func withLock<T, E: Error>(when ready: (State) -> Bool, within limit: Duration,
+                                      _ body: (inout State) throws(E) -> T) throws(E) -> T? {
+        let deadlineNanoseconds = (MonotonicClock.now() + limit).nanoseconds
+        var deadline = timespec(tv_sec: Int(deadlineNanoseconds / 1_000_000_000), tv_nsec: Int(deadlineNanoseconds % 1_000_000_000))
+        pthread_mutex_lock(mutex)
+        defer {
+            pthread_cond_broadcast(condition)
+            pthread_mutex_unlock(mutex)
+        }
+        while !ready(state) {
+            if pthread_cond_timedwait(condition, mutex, &deadline) == ETIMEDOUT && !ready(state) { return nil }
+        }
+        return try body(&state)
+    }
 }
