@@ -2,67 +2,6 @@ import Glibc
 import NetUseCore
 import Synchronization
 
-/// Where and as whom an SMB share is reached. The password lives here and in the worker's
-/// memory only: never in argv, an environment, a log line or an answer.
-public struct SMBConnection: Sendable {
-    public let url: String
-    public let user: String
-    public let password: String
-    public let domain: String
-    /// How long one request may take before its worker is killed and replaced.
-    public let timeout: Duration
-
-    public init(url: String, user: String, password: String, domain: String, timeout: Duration) {
-        self.url = url
-        self.user = user
-        self.password = password
-        self.domain = domain
-        self.timeout = timeout
-    }
-}
-
-/// How an SMB drive's connection is doing, as `list` shows it.
-final class SMBHealth: Sendable {
-    enum State: UInt8 {
-        case connected, reconnecting, disconnected
-
-        var status: String {
-            switch self {
-            case .connected: return "OK"
-            case .reconnecting: return "Reconnecting"
-            case .disconnected: return "Disconnected"
-            }
-        }
-    }
-
-    private let state = Atomic<UInt8>(State.connected.rawValue)
-    /// When a reconnect last failed (monotonic nanoseconds); 0 for never.
-    private let lastFailure = Atomic<Int64>(0)
-
-    var current: State { State(rawValue: state.load(ordering: .relaxed))! }
-
-    func set(_ new: State) {
-        state.store(new.rawValue, ordering: .relaxed)
-    }
-
-    /// A new worker could not reach the server.
-    func reconnectFailed() {
-        lastFailure.store(Self.now(), ordering: .relaxed)
-        set(.disconnected)
-    }
-
-    /// While the server is gone, requests fail at once instead of each waiting out another
-    /// connect; one attempt is made per interval, and the first that succeeds brings the
-    /// drive back.
-    func mayTryToReconnect(every interval: Duration) -> Bool {
-        guard current == .disconnected else { return true }
-        return Self.now() - lastFailure.load(ordering: .relaxed) >= interval.nanoseconds
-    }
-
-    /// The one monotonic clock, in nanoseconds, which an Atomic can hold.
-    private static func now() -> Int64 { MonotonicClock.now().nanoseconds }
-}
-
 /// One netuse-smb-worker process and the socket to it. Requests go one at a time: the
 /// worker is single-threaded by design (libsmbclient is not thread-safe), so the lock here
 /// is the channel itself. A worker that crashes or does not answer in time is killed; the
@@ -124,9 +63,20 @@ final class SMBWorker: Sendable {
         ]
     }
 
+    /// The worker's process, and whether a caller has it checked out. The lock guards only
+    /// the bookkeeping: a request, a process start and a connect run with the worker checked
+    /// out and the lock free, so that `shutdown`, and whoever only wants an idle worker,
+    /// never wait behind a server that does not answer.
+    private struct Slot: Sendable {
+        var process: Process?
+        var generations = 0
+        var checkedOut = false
+        var shutDown = false
+    }
+
     private let connection: SMBConnection
     private let health: SMBHealth
-    private let state = Mutex<(process: Process?, generations: Int)>((nil, 0))
+    private let slot = Monitor(Slot())
     private let running = Atomic<Bool>(false)
 
     private let warming = Atomic<Bool>(false)
@@ -153,57 +103,96 @@ final class SMBWorker: Sendable {
     }
 
     /// Runs `body` with a live worker, starting one if needed. Errors from the share pass
-    /// through as their errno; a lost worker is killed and becomes EIO.
+    /// through as their errno; a lost worker is killed and becomes EIO. A caller waits for
+    /// the worker as long as one request may take (and the start of a new worker), then
+    /// fails with EIO: the holder's server is as good as gone.
     func withChannel<T>(_ body: (Channel) throws(Errno) -> T) throws(Errno) -> T {
-        try state.withLock { (state) throws(Errno) -> T in
-            if state.process == nil {
-                guard health.mayTryToReconnect(every: min(connection.timeout, .seconds(5))) else { throw Errno(EIO) }
-                state.generations += 1
-                if state.generations > 1 { health.set(.reconnecting) }
-                do throws(Errno) {
-                    state.process = try start(generation: state.generations)
-                } catch {
-                    if state.generations > 1 {
-                        health.reconnectFailed()
-                        throw Errno(EIO)
-                    }
-                    throw error
-                }
-                health.set(.connected)
-                running.store(true, ordering: .relaxed)
-            }
-            let channel = Channel(process: state.process!, timeout: timeoutMilliseconds)
-            do throws(Errno) {
-                let result = try body(channel)
-                // Any answer from the server means it is back, for every worker of the drive.
-                if health.current != .connected { health.set(.connected) }
-                return result
-            } catch {
-                if channel.lost {
-                    Self.stop(state.process!)
-                    state.process = nil
+        guard let checkedOut = slot.withLock(when: { !$0.checkedOut || $0.shutDown }, within: connection.timeout * 2 + .seconds(1), {
+            slot -> Slot? in
+            guard !slot.shutDown else { return nil }
+            slot.checkedOut = true
+            return slot
+        }), let current = checkedOut else { throw Errno(EIO) }
+        return try withCheckedOut(current, body)
+    }
+
+    /// Runs `body` only if the worker is free now, so that path operations can go to an idle one.
+    func withChannelIfIdle<T>(_ body: (Channel) throws(Errno) -> T) throws(Errno) -> T? {
+        let checkedOut = slot.withLock { slot -> Slot? in
+            guard !slot.checkedOut && !slot.shutDown else { return nil }
+            slot.checkedOut = true
+            return slot
+        }
+        guard let current = checkedOut else { return nil }
+        return try withCheckedOut(current, body)
+    }
+
+    private func withCheckedOut<T>(_ checkedOut: Slot, _ body: (Channel) throws(Errno) -> T) throws(Errno) -> T {
+        var process = checkedOut.process
+        var lost = false
+        defer {
+            let stale = slot.withLock { slot -> Process? in
+                slot.checkedOut = false
+                if lost || slot.shutDown {
+                    let stale = slot.process
+                    slot.process = nil
                     running.store(false, ordering: .relaxed)
-                    health.set(.disconnected)
+                    return stale
+                }
+                return nil
+            }
+            if let stale { Self.stop(stale) }
+        }
+        if process == nil {
+            guard health.mayTryToReconnect(every: min(connection.timeout, .seconds(5))) else { throw Errno(EIO) }
+            let generation = slot.withLock { slot in
+                slot.generations += 1
+                return slot.generations
+            }
+            if generation > 1 { health.set(.reconnecting) }
+            do throws(Errno) {
+                process = try start(generation: generation)
+            } catch {
+                if generation > 1 {
+                    health.reconnectFailed()
+                    throw Errno(EIO)
                 }
                 throw error
             }
+            slot.withLock { $0.process = process }
+            health.set(.connected)
+            running.store(true, ordering: .relaxed)
+        }
+        let channel = Channel(process: process!, timeout: timeoutMilliseconds)
+        do throws(Errno) {
+            let result = try body(channel)
+            // Any answer from the server means it is back, for every worker of the drive.
+            if health.current != .connected { health.set(.connected) }
+            return result
+        } catch {
+            if channel.lost {
+                lost = true
+                health.set(.disconnected)
+            }
+            throw error
         }
     }
 
-    /// Tries the channel only if nobody holds it, so that path operations can go to an idle worker.
-    func withChannelIfIdle<T>(_ body: (Channel) throws(Errno) -> T) throws(Errno) -> T? {
-        var idle = false
-        _ = state.withLockIfAvailable { _ in idle = true }
-        guard idle else { return nil }
-        return try withChannel(body)
-    }
-
+    /// Stops the worker now: one in use is killed, which ends its request with EIO, and is
+    /// reaped by its holder; no later request starts another.
     func shutdown() {
-        state.withLock { state in
-            if let process = state.process { Self.stop(process) }
-            state.process = nil
+        let idle = slot.withLock { slot -> Process? in
+            slot.shutDown = true
+            guard let process = slot.process else { return nil }
+            if slot.checkedOut {
+                kill(process.pid, SIGKILL)
+                return nil
+            }
+            slot.process = nil
             running.store(false, ordering: .relaxed)
+            return process
         }
+        if let idle { Self.stop(idle) }
     }
 
     /// Starts a worker and connects it; a share that cannot be reached fails here with the
