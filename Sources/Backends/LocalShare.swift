@@ -14,7 +14,10 @@ import Redirector
 /// it would check the user's own call; files the user creates are theirs by that alone.
 public final class LocalShare: ShareBackend {
     private let top: Int32
-    public let actsAsCaller = ThreadCredentials.canSwitch
+    public let capabilities: ShareCapabilities = ThreadCredentials.canSwitch
+        ? [.symlinks, .hardLinks, .specialFiles, .exchange, .actsAsCaller]
+        : [.symlinks, .hardLinks, .specialFiles, .exchange]
+    private var actsAsCaller: Bool { capabilities.contains(.actsAsCaller) }
 
     /// Opens the directory as `caller` would, so that every directory above it is checked
     /// with the caller's own permissions; answers what `net use` would when that fails.

@@ -51,6 +51,9 @@ public final class SMBShare: ShareBackend {
 
     public var status: String { health.current.status }
 
+    /// As mount.cifs without the POSIX extensions: no devices, FIFOs, symlinks or hard links.
+    public var capabilities: ShareCapabilities { [] }
+
     // MARK: helpers
 
     /// A path operation on a running worker that is free, else on the next running one in
@@ -533,12 +536,6 @@ public final class SMBShare: ShareBackend {
         try simple(.makeDirectory) { $0.string(path); $0.u32(mode) }
     }
 
-    /// mount.cifs without POSIX extensions: no devices, FIFOs, symlinks or hard links.
-    public func makeNode(_ path: String, mode: mode_t, device: dev_t, caller: Caller) throws(Errno) { throw Errno(EPERM) }
-    public func symlink(target: String, at path: String, caller: Caller) throws(Errno) { throw Errno(EPERM) }
-    public func readLink(_ path: String) throws(Errno) -> String { throw Errno(EINVAL) }
-    public func link(_ existing: String, to newPath: String) throws(Errno) { throw Errno(EPERM) }
-
     public func removeDirectory(_ path: String) throws(Errno) {
         settle { $0.path.hasPrefix(path + "/") }
         defer {
@@ -555,7 +552,6 @@ public final class SMBShare: ShareBackend {
     }
 
     public func rename(_ from: String, to: String, flags: RenameFlags) throws(Errno) {
-        if flags.contains(.exchange) { throw Errno(EINVAL) }
         settle { $0.path == from || $0.path.hasPrefix(from + "/") }
         if flags.contains(.noReplace), (try? attributes(of: to)) != nil { throw Errno(EEXIST) }
         defer {

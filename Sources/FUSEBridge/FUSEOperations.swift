@@ -127,7 +127,7 @@ enum FUSEOperations {
         ops.write = { request, _, data, size, offset, info in
             do {
                 // Made as the writer, so that the share clears privilege bits as it would.
-                if redirector(request!).backend.actsAsCaller { try RequestIdentity.assume(for: request!) }
+                if redirector(request!).backend.capabilities.contains(.actsAsCaller) { try RequestIdentity.assume(for: request!) }
                 let count = try redirector(request!).write(info!.pointee.fh, from: UnsafeRawBufferPointer(start: data, count: size), at: offset)
                 fuse_reply_write(request, count)
             } catch {
@@ -203,7 +203,7 @@ private func admitted(_ request: fuse_req_t) -> Redirector? {
             return nil
         }
     }
-    if drive.backend.actsAsCaller {
+    if drive.backend.capabilities.contains(.actsAsCaller) {
         do {
             try RequestIdentity.assume(for: request)
         } catch {

@@ -249,6 +249,8 @@ public final class Redirector: Sendable {
     }
 
     public func rename(parent: UInt64, name: String, to newParent: UInt64, newName: String, flags: RenameFlags) throws(Errno) {
+        // As a filesystem without RENAME_EXCHANGE answers, before any handle is let go.
+        if flags.contains(.exchange) && !backend.capabilities.contains(.exchange) { throw Errno(EINVAL) }
         let (from, to) = try nodes.withLock { (table) throws(Errno) in
             (try table.path(of: parent, name), try table.path(of: newParent, newName))
         }

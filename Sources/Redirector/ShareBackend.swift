@@ -101,9 +101,8 @@ public protocol ShareBackend: Sendable {
     /// What `list` shows in its Status column: OK, or how the connection is doing.
     var status: String { get }
 
-    /// True when every call reaches the share with the requesting process's own credentials
-    /// (the thread's fsuid, fsgid and groups), so that the kernel checks it there.
-    var actsAsCaller: Bool { get }
+    /// What the share can do beyond plain files and directories.
+    var capabilities: ShareCapabilities { get }
 
     /// Whether the calling thread's identity may open the file as `flags` asks, now. An open
     /// that reuses a ServerOpen reaches no share, so it is asked this instead.
@@ -114,7 +113,6 @@ extension ShareBackend {
     public var status: String { "OK" }
 
     /// A share that checks its own account (SMB) decided at the first open.
-    public var actsAsCaller: Bool { false }
     public func checkAccess(_ path: String, flags: Int32) throws(Errno) {}
 
     /// A backend that writes through as writes arrive has nothing to flush.
@@ -125,4 +123,35 @@ extension ShareBackend {
 
     /// A backend that keeps nothing per handle has nothing to forget.
     public func revived(_ handle: BackendHandle) {}
+}
+
+/// What a share can do beyond files and directories. For each thing a backend leaves out,
+/// the default below answers as a Linux filesystem without it does (mount.cifs without the
+/// POSIX extensions, vfat), so that a backend writes no stubs and every one that lacks a
+/// feature answers alike.
+public struct ShareCapabilities: OptionSet, Sendable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    /// `symlink` and `readLink`.
+    public static let symlinks = ShareCapabilities(rawValue: 1 << 0)
+    /// `link`.
+    public static let hardLinks = ShareCapabilities(rawValue: 1 << 1)
+    /// `makeNode`: FIFOs, sockets and devices.
+    public static let specialFiles = ShareCapabilities(rawValue: 1 << 2)
+    /// `rename` with `.exchange`.
+    public static let exchange = ShareCapabilities(rawValue: 1 << 3)
+    /// Every call reaches the share with the requesting process's own credentials (the
+    /// thread's fsuid, fsgid and groups), so that the kernel checks it there.
+    public static let actsAsCaller = ShareCapabilities(rawValue: 1 << 4)
+}
+
+extension ShareBackend {
+    public var capabilities: ShareCapabilities { [] }
+
+    public func makeNode(_ path: String, mode: mode_t, device: dev_t, caller: Caller) throws(Errno) { throw Errno(EPERM) }
+    public func symlink(target: String, at path: String, caller: Caller) throws(Errno) { throw Errno(EPERM) }
+    /// Without symlinks, nothing on the share is one.
+    public func readLink(_ path: String) throws(Errno) -> String { throw Errno(EINVAL) }
+    public func link(_ existing: String, to newPath: String) throws(Errno) { throw Errno(EPERM) }
 }
