@@ -35,9 +35,10 @@ deps:
 
 test: deps unit-test integration-test
 
+# The backend conformance suite runs on SMB too, against a private smbd started for it.
 unit-test:
 	$(SWIFT) build
-	$(SWIFT) test
+	python3 tools/with_samba.py $(SWIFT) test
 
 # The property test's bounded share of `make test`: fixed seeds, a few sequences each.
 PROPERTY_SEEDS    ?= 1 2 3 4
