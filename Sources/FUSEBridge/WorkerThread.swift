@@ -21,7 +21,7 @@ final class WorkerThread {
 
     deinit { readBuffer.deallocate() }
 
-    private nonisolated(unsafe) static let key: pthread_key_t = {
+    private static let key: pthread_key_t = {
         var key = pthread_key_t()
         pthread_key_create(&key) { $0.map { Unmanaged<WorkerThread>.fromOpaque($0).release() } }
         return key

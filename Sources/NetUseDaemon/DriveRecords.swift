@@ -71,7 +71,7 @@ final class DriveRecords: Sendable {
         var template = Array((path + ".tmp-XXXXXX").utf8CString)
         let fd = try systemCall { mkstemp(&template) }
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        let temporary = String(cString: template)
+        let temporary = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         do {
             var written = 0
             while written < bytes.count {
