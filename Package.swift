@@ -34,6 +34,7 @@ let package = Package(
         .testTarget(name: "RedirectorTests", dependencies: ["Redirector"]),
         .testTarget(name: "BackendsTests", dependencies: ["Backends"]),
         .testTarget(name: "NetUseDaemonTests", dependencies: ["NetUseDaemon"]),
+        .testTarget(name: "FUSEBridgeTests", dependencies: ["FUSEBridge"]),
     ],
     swiftLanguageModes: [.v6]
 )

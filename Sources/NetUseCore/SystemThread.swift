@@ -30,6 +30,16 @@ public struct SystemThread: Sendable {
         pthread_detach(SystemThread(body).thread)
     }
 
+    /// Runs `body` every `interval`, for as long as the process lives: the daemon's timers.
+    public static func every(_ interval: Duration, _ body: @escaping @Sendable () -> Void) {
+        detach {
+            while true {
+                usleep(UInt32(clamping: interval.microseconds))
+                body()
+            }
+        }
+    }
+
     public func join() {
         pthread_join(thread, nil)
     }

@@ -11,7 +11,7 @@ import Synchronization
 /// and a drive is marked while it is being deleted, so that slow work happens outside the
 /// lock and no second request can take the letter meanwhile.
 final class DriveManager: Sendable {
-    private struct State {
+    struct State {
         var drives: [DriveKey: Drive] = [:]
         var reserved: Set<DriveKey> = []
         var deleting: Set<DriveKey> = []
@@ -47,10 +47,10 @@ final class DriveManager: Sendable {
     }
 
     let root: String
-    private let store: DriveRecords?
-    private let kinds = ShareKinds.standard
-    private let state = Mutex(State())
-    private let probe = ActivityProbe()
+    let store: DriveRecords?
+    let kinds = ShareKinds.standard
+    let state = Mutex(State())
+    let probe = ActivityProbe()
 
     init(root: String, store: DriveRecords?) {
         self.root = root
@@ -63,15 +63,13 @@ final class DriveManager: Sendable {
         root + "/" + key.folder + "/" + key.letter.name
     }
 
-    /// Closes deferred ServerOpens whose closetimeo ran out, ten times a second, and gives
-    /// memory back to the system once the caches let go of it.
+    /// Ten times a second: the deferred ServerOpens whose closetimeo ran out are closed
+    /// (each FCB table knows which), and memory goes back to the system once the caches
+    /// let go of it (the budget knows when).
     func startScavenger() {
-        SystemThread.detach { [self] in
-            while true {
-                usleep(100_000)
-                for drive in state.withLock({ Array($0.drives.values) }) { drive.redirector.expireDeferred() }
-                CacheBudget.shared.trimWhenIdle()
-            }
+        SystemThread.every(.milliseconds(100)) { [self] in
+            for drive in state.withLock({ Array($0.drives.values) }) { drive.redirector.expireDeferred() }
+            CacheBudget.shared.trimWhenIdle()
         }
     }
 
@@ -122,7 +120,7 @@ final class DriveManager: Sendable {
     }
 
     /// Mounts a share at a letter the caller has reserved.
-    private func connect(_ key: DriveKey, _ kind: any ShareKind, _ remote: Remote, settings: DriveOptions,
+    func connect(_ key: DriveKey, _ kind: any ShareKind, _ remote: Remote, settings: DriveOptions,
                          credentials: Credentials, owner: Caller, identity: Identity) throws(NetError) -> Drive {
         let letter = key.letter
         if let server = remote.server { try checkOneUserPerServer(server, credentials, owner: key.owner) }
@@ -167,191 +165,6 @@ final class DriveManager: Sendable {
         }
     }
 
-    // MARK: persistence
-
-    /// At start: every recorded drive is connected again; one whose share cannot be reached
-    /// is kept as Unavailable and retried.
-    func restore() {
-        guard let store else { return }
-        let records: [DriveRecord]
-        do {
-            records = try store.load()
-        } catch {
-            let notice = "The state file \(store.path) was corrupt; it was kept as \(error.keptAs) and no drive was restored."
-            Log.error(notice)
-            state.withLock { $0.notice = notice }
-            return
-        }
-        let keyed = records.compactMap { record in record.key.map { ($0, record) } }
-        state.withLock { state in
-            for (key, record) in keyed {
-                state.records[key] = record
-                state.unavailable.insert(key)
-                state.restoring.insert(key)
-            }
-        }
-        for (key, record) in keyed {
-            reconnect(key, record)
-            state.withLock { _ = $0.restoring.remove(key) }
-        }
-    }
-
-    /// Tries an Unavailable drive once; it stays Unavailable if the share is still away.
-    private func reconnect(_ key: DriveKey, _ record: DriveRecord) {
-        let letter = key.letter
-        do throws(NetError) {
-            let (kind, remote) = try kinds.parse(record.remote)
-            let settings = try DriveOptions.parse(record.options)
-            // Nobody is waiting on the socket: the owner acts with what a fresh login gets.
-            let identity = Identity.ofUser(uid: record.owner, gid: record.ownerGroup)
-            var credentials = Credentials(user: record.user ?? "", password: "", domain: record.domain ?? "")
-            if let file = record.credentialsFile {
-                let read = try CredentialsFile.read(file, owner: identity)
-                credentials = Credentials(account: read.user ?? record.user ?? "", password: read.password ?? "",
-                                          domain: read.domain ?? record.domain)
-            }
-            let owner = Caller(uid: record.owner, gid: record.ownerGroup, pid: 0)
-            let drive = try connect(key, kind, remote, settings: settings, credentials: credentials, owner: owner, identity: identity)
-            let kept = state.withLock { state -> Bool in
-                // Deleted meanwhile: the record is gone, and so must the drive be.
-                guard state.records[key] == record else { return false }
-                state.unavailable.remove(key)
-                state.drives[key] = drive
-                return true
-            }
-            if !kept {
-                try? MountTable.unmount(drive.mount.mountpoint)
-                finish(drive)
-            }
-        } catch {
-            Log.warning("\(letter) (\(record.remote)) is unavailable: System error \(error.code.rawValue) \(error.detail.joined(separator: " "))")
-        }
-    }
-
-    /// Retries the Unavailable drives every `interval`.
-    func startRetrying(every interval: Duration) {
-        SystemThread.detach { [self] in
-            while true {
-                usleep(UInt32(clamping: interval.microseconds))
-                let waiting = state.withLock { state in
-                    state.unavailable.subtracting(state.restoring).compactMap { key in state.records[key].map { (key, $0) } }
-                }
-                for (key, record) in waiting { reconnect(key, record) }
-            }
-        }
-    }
-
-    private func saveRecords() {
-        guard let store else { return }
-        do {
-            try store.save { state.withLock { Array($0.records.values) } }
-        } catch {
-            Log.error("cannot write \(store.path): \(error)")
-        }
-    }
-
-    // MARK: delete
-
-    /// `net use /delete`, by DeletePolicy's rules. Returns how many deferred ServerOpens were flushed.
-    func delete(_ letter: DriveLetter, force: Bool, wait: Duration, caller: Caller, owner: uid_t? = nil) throws(NetError) -> Int {
-        let key = try state.withLock { (state) throws(NetError) in try state.key(letter, caller: caller, owner: owner) }
-        if try forgetUnavailable(key, caller: caller) { return 0 }
-        let drive = try state.withLock { (state) throws(NetError) -> Drive in
-            guard let drive = state.drives[key] else { throw NetError(.useNotFound, detail: ["\(letter) is not connected."]) }
-            guard drive.allows(caller.uid) else { throw NetError(.accessDenied, detail: ["\(letter) belongs to \(drive.ownerName)."]) }
-            guard state.deleting.insert(key).inserted else {
-                throw NetError(.deviceInUse, detail: ["\(letter) is already being deleted."])
-            }
-            return drive
-        }
-        defer { state.withLock { _ = $0.deleting.remove(key) } }
-
-        if force {
-            let closed = forceOff(drive)
-            forgetRecord(key)
-            Log.info("\(letter) deleted by force; \(closed) handles on the share closed")
-            return closed
-        }
-        let deadline = MonotonicClock.now() + wait
-        while let refusal = refusal(drive) {
-            guard MonotonicClock.now() < deadline else { throw refusal }
-            usleep(100_000)
-        }
-        // Cached references are never active: they go before the unmount, data first
-        // (writes went through as they came), then the remote close.
-        let flushed = drive.redirector.flushDeferred()
-        do throws(Errno) {
-            try MountTable.unmount(drive.mount.mountpoint)
-        } catch {
-            if error.rawValue == EBUSY {
-                throw NetError(.deviceInUse, detail: ["The kernel refused to unmount \(drive.mount.mountpoint): it is in use."]
-                               + probe.scan(mountpoint: drive.mount.mountpoint).map(\.description))
-            }
-            throw NetError(.deviceNotFunctioning, detail: ["Cannot unmount \(drive.mount.mountpoint): \(error)."])
-        }
-        state.withLock { _ = $0.drives.removeValue(forKey: key) }
-        finish(drive)
-        forgetRecord(key)
-        Log.info("\(letter) deleted; \(flushed) deferred opens flushed")
-        return flushed
-    }
-
-    /// `net use /delete` forgets a persistent connection too.
-    private func forgetRecord(_ key: DriveKey) {
-        if state.withLock({ $0.records.removeValue(forKey: key) }) != nil { saveRecords() }
-    }
-
-    /// Deleting an Unavailable drive only forgets its record. True when that was the case.
-    private func forgetUnavailable(_ key: DriveKey, caller: Caller) throws(NetError) -> Bool {
-        let forgotten = try state.withLock { (state) throws(NetError) -> Bool in
-            guard state.unavailable.contains(key), let record = state.records[key] else { return false }
-            guard caller.uid == 0 || (key.owner != nil && caller.uid == record.owner) else {
-                throw NetError(.accessDenied, detail: ["\(key.letter) belongs to \(key.owner.map { "uid \($0)" } ?? "every user")."])
-            }
-            state.unavailable.remove(key)
-            state.restoring.remove(key)
-            state.records[key] = nil
-            return true
-        }
-        if forgotten { saveRecords() }
-        return forgotten
-    }
-
-    /// Why the drive may not be deleted now (DeletePolicy's rules), or nil when nothing
-    /// active uses it.
-    private func refusal(_ drive: Drive) -> NetError? {
-        let mountpoint = drive.mount.mountpoint
-        let graceEnds = MonotonicClock.now() + DeletePolicy.grace
-        while true {
-            let held = drive.redirector.liveHandles.map { handle in
-                let path = mountpoint + "/" + drive.redirector.displayPath(of: handle.node)
-                return DeletePolicy.Held(path: path, description:
-                    "pid \(handle.opener.pid) (\(probe.command(of: handle.opener.pid))): open \(path) (the kernel has not released it)")
-            }
-            switch DeletePolicy.decide(uses: probe.scan(mountpoint: mountpoint), held: held, now: MonotonicClock.now(),
-                                       graceEnds: graceEnds) {
-            case .proceed: return nil
-            case .refuse(let error): return error
-            case .waitForReleases: usleep(2_000)
-            }
-        }
-    }
-
-    /// `net use /d /y`: the mount leaves the tree at once and what processes still hold
-    /// answers EIO until they let go. Every handle on the share is closed in the background,
-    /// so that a hung server holds up nobody (its requests end within the drive's timeout).
-    private func forceOff(_ drive: Drive) -> Int {
-        let closed = drive.redirector.openHandleCount + drive.redirector.deferredCount
-        revokeAndDetach(drive)
-        state.withLock { _ = $0.drives.removeValue(forKey: drive.key) }
-        SystemThread.detach {
-            drive.redirector.disconnect()
-            // The session ends when the last process lets go of the detached mount.
-            drive.mount.close()
-        }
-        return closed
-    }
-
     // MARK: list and refs
 
     /// The caller's drives and the global ones; root's `--all` shows everyone's.
@@ -384,63 +197,6 @@ final class DriveManager: Sendable {
         let cache = drive.redirector.references
         return DriveReferences(drive: drive.status(), serverOpens: cache.serverOpens, counters: cache.counters,
                                processes: probe.scan(mountpoint: drive.mount.mountpoint))
-    }
-
-    // MARK: stop
-
-    /// Takes every drive down for a daemon stop, all at once. Each leaves the tree first
-    /// (unmounted, or detached when still in use: its users see it vanish, and the kernel
-    /// ends its session when the daemon exits); then its handles on the share are closed.
-    /// Data is on the share already (closed and fsync'ed files were flushed then), so a
-    /// hung server may keep its handles past the stop, but not the stop itself: it returns
-    /// once every drive is done or `timeout` (the longest drive's) and a little more passed.
-    func shutdown() {
-        let drives = state.withLock { state in
-            defer { state.drives.removeAll() }
-            return Array(state.drives.values)
-        }
-        let pending = Atomic(drives.count)
-        for drive in drives {
-            SystemThread.detach { [self] in
-                stop(drive)
-                pending.subtract(1, ordering: .releasing)
-            }
-        }
-        let deadline = MonotonicClock.now() + (drives.map(\.timeout).max() ?? .zero) + .seconds(2)
-        while pending.load(ordering: .acquiring) > 0 && MonotonicClock.now() < deadline { usleep(10_000) }
-        if pending.load(ordering: .acquiring) > 0 {
-            Log.warning("\(pending.load(ordering: .acquiring)) drives' shares did not answer in time; their handles are abandoned")
-        }
-    }
-
-    private func stop(_ drive: Drive) {
-        do {
-            try MountTable.unmount(drive.mount.mountpoint)
-            Log.info("\(drive.letter) unmounted")
-            finish(drive)
-        } catch {
-            revokeAndDetach(drive)
-            drive.mount.abandon()
-            Log.warning("\(drive.letter) was busy and is detached: \(error)")
-            drive.redirector.disconnect()
-        }
-    }
-
-    /// Every request from now on fails with EIO, the kernel drops what it cached of the
-    /// files still held (so reads reach the daemon and fail too), and the mount leaves the tree.
-    private func revokeAndDetach(_ drive: Drive) {
-        let held = drive.redirector.liveHandles.map(\.node)
-        drive.redirector.revoke()
-        drive.mount.invalidate(nodes: held)
-        MountTable.detach(drive.mount.mountpoint)
-        rmdir(drive.mount.mountpoint)
-    }
-
-    /// After a successful unmount: the loop has ended or is ending; let go of everything.
-    private func finish(_ drive: Drive) {
-        drive.mount.close()
-        drive.redirector.disconnect()
-        rmdir(drive.mount.mountpoint)
     }
 
     /// Windows allows one user name per server and session: a second drive to the same
@@ -480,20 +236,5 @@ final class DriveManager: Sendable {
             state.reserved.insert(key)
             return key
         }
-    }
-}
-
-/// A drive's letter in its namespace: a user's own (`owner`), or every user's (nil).
-struct DriveKey: Hashable, Sendable {
-    let owner: uid_t?
-    let letter: DriveLetter
-
-    /// The folder of the instance's root its mountpoint is in.
-    var folder: String { owner.map { String($0) } ?? "global" }
-}
-
-extension DriveRecord {
-    var key: DriveKey? {
-        DriveLetter(letter).map { DriveKey(owner: global == true ? nil : owner, letter: $0) }
     }
 }

@@ -44,16 +44,16 @@ public final class Redirector: Sendable {
 
     public let backend: any ShareBackend
     public let attributeTimeout: Duration
-    private let clock: @Sendable () -> Duration
-    private let nodes = Mutex(NodeTable())
-    private let handles: Mutex<FCBTable>
-    private let directories = Mutex(DirectorySnapshots())
+    let clock: @Sendable () -> Duration
+    let nodes = Mutex(NodeTable())
+    let handles: Mutex<FCBTable>
+    let directories = Mutex(DirectorySnapshots())
     /// Set by a forced delete: from then on every request answers EIO.
-    private let revoked = Atomic(false)
+    let revoked = Atomic(false)
     /// Asks again, in the background, for the attributes of nodes in use; `refreshing`
     /// holds the nodes it has queued, so that each is asked once.
-    private let refresher = Courier()
-    private let refreshing = Mutex(Set<UInt64>())
+    let refresher = Courier()
+    let refreshing = Mutex(Set<UInt64>())
 
     /// The only user (besides root) whose requests the drive serves, when the mount lets
     /// every user in (allow_other); nil when the kernel already keeps others out.
@@ -106,7 +106,7 @@ public final class Redirector: Sendable {
     /// Past half the attribute timeout, a node in use is asked for again in the background,
     /// so that it is fresh before anyone must wait for it. An answer is recorded only if
     /// nothing was written to the node in the meantime, and it counts from when it was asked.
-    private func refreshAhead(_ node: UInt64, age: Duration) {
+    func refreshAhead(_ node: UInt64, age: Duration) {
         guard age * 2 >= attributeTimeout, refreshing.withLock({ $0.insert(node).inserted }) else { return }
         refresher.speculate({ [self] in
             defer { _ = refreshing.withLock { $0.remove(node) } }
@@ -141,7 +141,7 @@ public final class Redirector: Sendable {
     /// written to the node while the question was out: an answer from before a write,
     /// recorded after it, would be served as fresh (a read after write and close saw 0 bytes
     /// while a walker stat'ed the file).
-    private func fetch(_ node: UInt64, _ ask: () throws(Errno) -> stat) throws(Errno) -> stat {
+    func fetch(_ node: UInt64, _ ask: () throws(Errno) -> stat) throws(Errno) -> stat {
         let generation = nodes.withLock { $0.generation(of: node) }
         let attributes = try ask()
         let now = clock()
@@ -149,7 +149,7 @@ public final class Redirector: Sendable {
         return attributes
     }
 
-    private func record(_ attributes: stat, of node: UInt64) -> stat {
+    func record(_ attributes: stat, of node: UInt64) -> stat {
         let now = clock()
         nodes.withLock { $0.record(attributes, of: node, at: now) }
         return attributes
@@ -179,7 +179,7 @@ public final class Redirector: Sendable {
 
     /// Where a GETATTR or SETATTR goes: the handle the kernel named, else the path, else
     /// (for a file unlinked while open, which has no path) any handle open on the node.
-    private func target(_ node: UInt64, handle: UInt64?) throws(Errno) -> (path: String, handle: BackendHandle?) {
+    func target(_ node: UInt64, handle: UInt64?) throws(Errno) -> (path: String, handle: BackendHandle?) {
         if let handle, let open = handles.withLock({ $0[handle: handle] }) {
             try checkConnected()
             return ((try? path(of: node)) ?? "", open.backend)
@@ -199,244 +199,6 @@ public final class Redirector: Sendable {
 
     public func readLink(_ node: UInt64) throws(Errno) -> String {
         try backend.readLink(try path(of: node))
-    }
-
-    // MARK: making and removing names
-
-    public func makeDirectory(parent: UInt64, name: String, mode: mode_t, caller: Caller) throws(Errno) -> Entry {
-        let path = try path(of: parent, name)
-        try backend.makeDirectory(path, mode: mode, caller: caller)
-        return try lookup(parent: parent, name: name)
-    }
-
-    public func makeNode(parent: UInt64, name: String, mode: mode_t, device: dev_t, caller: Caller) throws(Errno) -> Entry {
-        try backend.makeNode(try path(of: parent, name), mode: mode, device: device, caller: caller)
-        return try lookup(parent: parent, name: name)
-    }
-
-    public func symlink(target: String, parent: UInt64, name: String, caller: Caller) throws(Errno) -> Entry {
-        try backend.symlink(target: target, at: try path(of: parent, name), caller: caller)
-        return try lookup(parent: parent, name: name)
-    }
-
-    public func link(_ node: UInt64, parent: UInt64, name: String) throws(Errno) -> Entry {
-        try backend.link(try path(of: node), to: try path(of: parent, name))
-        return try lookup(parent: parent, name: name)
-    }
-
-    public func unlink(parent: UInt64, name: String) throws(Errno) {
-        try remove(parent: parent, name: name, directory: false)
-    }
-
-    public func removeDirectory(parent: UInt64, name: String) throws(Errno) {
-        try remove(parent: parent, name: name, directory: true)
-    }
-
-    /// Deferred handles on the name (and below a directory) are closed before the share
-    /// is asked, so that it never sees a remove of a file this drive still holds for itself.
-    private func remove(parent: UInt64, name: String, directory: Bool) throws(Errno) {
-        let path = try path(of: parent, name)
-        close(handles.withLock { $0.discardDeferred(at: path, subtree: directory) })
-        try whileReleasing([path], subtree: directory) { () throws(Errno) in
-            if directory {
-                try backend.removeDirectory(path)
-            } else {
-                try backend.unlink(path)
-            }
-        }
-        handles.withLock { $0.unlinked(path, subtree: directory) }
-        nodes.withLock { $0.detach(parent: parent, name: name) }
-    }
-
-    public func rename(parent: UInt64, name: String, to newParent: UInt64, newName: String, flags: RenameFlags) throws(Errno) {
-        // As a filesystem without RENAME_EXCHANGE answers, before any handle is let go.
-        if flags.contains(.exchange) && !backend.capabilities.contains(.exchange) { throw Errno(EINVAL) }
-        let (from, to) = try nodes.withLock { (table) throws(Errno) in
-            (try table.path(of: parent, name), try table.path(of: newParent, newName))
-        }
-        close(handles.withLock { table in
-            table.discardDeferred(at: from, subtree: true) + table.discardDeferred(at: to, subtree: true)
-        })
-        try whileReleasing([from, to], subtree: true) { () throws(Errno) in try backend.rename(from, to: to, flags: flags) }
-        handles.withLock { table in
-            if flags.contains(.exchange) {
-                table.exchanged(from, to)
-            } else {
-                table.renamed(from, to: to)
-            }
-        }
-        nodes.withLock { table in
-            if flags.contains(.exchange) {
-                table.exchange(parent: parent, name: name, with: newParent, otherName: newName)
-            } else {
-                table.move(parent: parent, name: name, to: newParent, newName: newName)
-            }
-        }
-    }
-
-    /// A share that refuses to remove or rename a file still open (SMB does, with EBUSY)
-    /// may be refusing a handle whose RELEASE is still on its way: FUSE sends it after
-    /// close() has returned, and its close on the share may still be waiting for a worker.
-    /// Such a refusal gets a short grace for those releases and closes, trying again.
-    private func whileReleasing(_ paths: [String], subtree: Bool, _ operation: () throws(Errno) -> Void) throws(Errno) {
-        do {
-            try operation()
-        } catch where error.rawValue == EBUSY {
-            let deadline = MonotonicClock.now() + .milliseconds(500)
-            while true {
-                while MonotonicClock.now() < deadline,
-                      handles.withLock({ table in paths.contains { table.hasOpen(at: $0, subtree: subtree) } }) {
-                    usleep(2_000)
-                }
-                close(handles.withLock { table in paths.flatMap { table.discardDeferred(at: $0, subtree: subtree) } })
-                do {
-                    return try operation()
-                } catch where error.rawValue == EBUSY && MonotonicClock.now() < deadline {
-                    usleep(5_000)
-                }
-            }
-        }
-    }
-
-    // MARK: files
-
-    /// An open the kernel asked for. It collapses onto a ServerOpen of the same kind on the
-    /// same file when there is one (reviving it if deferred); otherwise the share opens the
-    /// file. `keepCache` says the file is unchanged since the last open, so the kernel may
-    /// keep its cached pages.
-    public func open(_ node: UInt64, flags: Int32, caller: Caller) throws(Errno) -> (handle: UInt64, keepCache: Bool) {
-        let path = try path(of: node)
-        let kind = OpenKind(flags: flags)
-        // A deferred ServerOpen older than the attribute timeout is closed, not revived:
-        // while the drive holds a file open, Samba reports the write time it had when
-        // opened, so another client's change in place would stay hidden past the timeout.
-        let now = clock()
-        close(handles.withLock { $0.discardDeferred(at: path, openedBefore: now - attributeTimeout) })
-        if flags & O_TRUNC != 0 {
-            close(handles.withLock { $0.discardDeferred(at: path, subtree: false) })
-        } else if handles.withLock({ $0.mayCollapse(path: path, kind: kind) }) {
-            // A ServerOpen proves only that someone could open the file once.
-            try backend.checkAccess(path, flags: flags)
-            // Within the attribute timeout the kernel trusts what the share last said of the
-            // file; so does the revalidation, which saves the round trip of a stat.
-            let cached = nodes.withLock { $0.cached(node, at: now, within: attributeTimeout) }
-            let current: stat
-            if let cached {
-                current = cached.attributes
-                refreshAhead(node, age: cached.age)
-            } else {
-                current = try fetch(node) { () throws(Errno) in try backend.attributes(of: path) }
-            }
-            let collapsed = handles.withLock {
-                $0.collapse(path: path, kind: kind, current: current, node: node, opener: caller, now: now)
-            }
-            close(collapsed.retired)
-            if let revived = collapsed.revived { backend.revived(revived) }
-            if let handle = collapsed.handle {
-                startsTelling(handle)
-                return (handle, collapsed.keepCache)
-            }
-        }
-        if flags & O_TRUNC != 0 { nodes.withLock { $0.invalidate(node) } }
-        let backendHandle = try backend.open(path, flags: flags)
-        return try register(backendHandle, path: path, kind: kind, node: node, caller: caller)
-    }
-
-    public func create(parent: UInt64, name: String, flags: Int32, mode: mode_t, caller: Caller) throws(Errno) -> (Entry, UInt64) {
-        let path = try path(of: parent, name)
-        close(handles.withLock { $0.discardDeferred(at: path, subtree: false) })
-        let backendHandle = try backend.create(path, flags: flags, mode: mode, caller: caller)
-        let node = remember(parent: parent, name: name)
-        do {
-            let (handle, _) = try register(backendHandle, path: path, kind: OpenKind(flags: flags), node: node, caller: caller)
-            let attributes = try backend.attributes(of: backendHandle)
-            return (Entry(node: node, attributes: attributes), handle)
-        } catch {
-            forget(node, count: 1)
-            throw error
-        }
-    }
-
-    private func register(_ backendHandle: BackendHandle, path: String, kind: OpenKind, node: UInt64, caller: Caller) throws(Errno)
-        -> (handle: UInt64, keepCache: Bool)
-    {
-        let attributes: stat
-        do {
-            attributes = try backend.attributes(of: backendHandle)
-        } catch {
-            backend.close(backendHandle)
-            throw error
-        }
-        let now = clock()
-        return handles.withLock {
-            $0.insert(path: path, kind: kind, backend: backendHandle, attributes: attributes, node: node, opener: caller, now: now)
-        }
-    }
-
-    public func read(_ handle: UInt64, into buffer: UnsafeMutableRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
-        try backend.read(try backendHandle(handle), into: buffer, at: offset)
-    }
-
-    /// What was cached of the file's attributes is stale once the write is done.
-    public func write(_ handle: UInt64, from buffer: UnsafeRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
-        try checkConnected()
-        guard let open = handles.withLock({ $0[handle: handle] }) else { throw Errno(EBADF) }
-        defer { nodes.withLock { $0.invalidate(open.node) } }
-        return try backend.write(open.backend, from: buffer, at: offset)
-    }
-
-    /// A close(2): tells of write-behind failures and keeps them for the next fsync or
-    /// close, as Linux does for a close, which may be a child's of an inherited descriptor.
-    public func flush(_ handle: UInt64) throws(Errno) {
-        let open = try backendHandle(handle)
-        try backend.flush(open)
-        try tell(handle, backend: open, advance: false)
-    }
-
-    public func sync(_ handle: UInt64, dataOnly: Bool) throws(Errno) {
-        let open = try backendHandle(handle)
-        try backend.sync(open, dataOnly: dataOnly)
-        try tell(handle, backend: open, advance: true)
-    }
-
-    private func tell(_ handle: UInt64, backend open: BackendHandle, advance: Bool) throws(Errno) {
-        let failures = backend.writeFailures(open)
-        guard failures.count > 0 else { return }
-        if let error = handles.withLock({ $0.untold(failures, to: handle, advance: advance) }) { throw error }
-    }
-
-    /// A handle collapsed onto an open ServerOpen hears only of failures from now on.
-    private func startsTelling(_ handle: UInt64) {
-        guard let open = handles.withLock({ $0[handle: handle] }) else { return }
-        let failures = backend.writeFailures(open.backend)
-        if failures.count > 0 { handles.withLock { $0.told(failures, to: handle) } }
-    }
-
-    /// The kernel let go of a FileHandle. Its writes were flushed at close(2), so the
-    /// ServerOpen may be deferred without holding back any data.
-    public func release(_ handle: UInt64) {
-        let now = clock()
-        close(handles.withLock { $0.release(handle, now: now) })
-    }
-
-    /// The scavenger's tick: closes deferred ServerOpens whose closetimeo ran out.
-    public func expireDeferred() {
-        let now = clock()
-        close(handles.withLock { $0.expire(now: now) })
-    }
-
-    /// Closes every deferred ServerOpen (delete does this before it unmounts); returns how many.
-    public func flushDeferred() -> Int {
-        let retired = handles.withLock { $0.flushDeferred() }
-        close(retired)
-        return retired.count
-    }
-
-    /// Forced delete: every request from now on fails with EIO. The handles on the share,
-    /// the ones processes still hold included, are closed by `disconnect`, which the caller
-    /// runs where a hung server cannot hold anyone up.
-    public func revoke() {
-        revoked.store(true, ordering: .releasing)
     }
 
     // MARK: directories
@@ -476,50 +238,27 @@ public final class Redirector: Sendable {
 
     // MARK: helpers
 
-    private func checkConnected() throws(Errno) {
+    func checkConnected() throws(Errno) {
         if revoked.load(ordering: .acquiring) { throw Errno(EIO) }
     }
 
-    private func close(_ retired: [BackendHandle]) {
+    func close(_ retired: [BackendHandle]) {
         for handle in retired { backend.close(handle) }
     }
 
-    private func path(of node: UInt64) throws(Errno) -> String {
+    func path(of node: UInt64) throws(Errno) -> String {
         try checkConnected()
         return try nodes.withLock { (table) throws(Errno) in try table.path(of: node) }
     }
 
-    private func path(of parent: UInt64, _ name: String) throws(Errno) -> String {
+    func path(of parent: UInt64, _ name: String) throws(Errno) -> String {
         try checkConnected()
         return try nodes.withLock { (table) throws(Errno) in try table.path(of: parent, name) }
     }
 
-    private func backendHandle(_ handle: UInt64) throws(Errno) -> BackendHandle {
+    func backendHandle(_ handle: UInt64) throws(Errno) -> BackendHandle {
         try checkConnected()
         guard let open = handles.withLock({ $0[handle: handle] }) else { throw Errno(EBADF) }
         return open.backend
     }
-}
-
-/// A listing taken at opendir, and how many writes the drive had seen when it was asked for.
-struct Listing {
-    let entries: [DirectoryEntry]
-    let writes: UInt64
-}
-
-/// Directory listings taken at opendir, by directory handle.
-struct DirectorySnapshots {
-    private var snapshots: [UInt64: Listing] = [:]
-    private var nextID: UInt64 = 1
-
-    mutating func insert(_ listing: Listing) -> UInt64 {
-        let id = nextID
-        nextID += 1
-        snapshots[id] = listing
-        return id
-    }
-
-    subscript(id: UInt64) -> Listing? { snapshots[id] }
-
-    mutating func remove(_ id: UInt64) { snapshots[id] = nil }
 }

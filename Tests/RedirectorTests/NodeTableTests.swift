@@ -60,4 +60,23 @@ import Testing
         table.forget(file, count: 1)
         #expect(try table.path(of: again) == "f")
     }
+
+    /// An answer asked before a write and recorded after it would be served as fresh: the
+    /// generation taken with the question keeps it out.
+    @Test func anAnswerFromBeforeAWriteIsNotKept() {
+        var table = NodeTable()
+        let file = table.remember(parent: NodeTable.rootID, name: "f")
+        var old = stat()
+        old.st_size = 0
+        let asked = table.generation(of: file)!
+        table.invalidate(file)
+        table.record(old, of: file, at: .seconds(1), generation: asked)
+        #expect(table.cached(file, at: .seconds(1), within: .seconds(1)) == nil)
+
+        var fresh = stat()
+        fresh.st_size = 5
+        table.record(fresh, of: file, at: .seconds(2), generation: table.generation(of: file))
+        #expect(table.cached(file, at: .seconds(2), within: .seconds(1))?.attributes.st_size == 5)
+        #expect(table.cached(file, at: .seconds(4), within: .seconds(1)) == nil)
+    }
 }
