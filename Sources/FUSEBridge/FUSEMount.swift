@@ -9,6 +9,8 @@ public final class FUSEMount: @unchecked Sendable {
     // @unchecked: the session pointer is written once here and used by the loop thread and
     // by `close`, which runs only after that thread has ended.
     public let mountpoint: String
+    /// The mount source the mount table shows (`fsname`, made safe).
+    public let source: String
     private let session: OpaquePointer
     private let context: Unmanaged<MountContext>
     private let loop: SystemThread
@@ -18,7 +20,8 @@ public final class FUSEMount: @unchecked Sendable {
         // The name comes from users: it is written so that it holds no comma, backslash or
         // other byte the option parser or the mount table reads as syntax, and the options
         // that keep the mount safe come last, where nothing before them can undo them.
-        var options = "fsname=\(Self.safeName(fileSystemName)),subtype=netuse"
+        source = Self.safeName(fileSystemName)
+        var options = "fsname=\(source),subtype=netuse"
         if allowOther { options += ",allow_other" }
         options += ",default_permissions,nosuid,nodev"
         let strings = ["netused", "-o", options]

@@ -49,6 +49,7 @@ public enum MountTable {
         } else if !fusermount(["-u", "-q", mountpoint]) {
             throw Errno(EBUSY)
         }
+        MountUtab.remove(target: mountpoint)
     }
 
     /// Detaches the mount from the tree now; the kernel lets go of it when the last user does.
@@ -58,6 +59,7 @@ public enum MountTable {
         } else {
             _ = fusermount(["-u", "-q", "-z", mountpoint])
         }
+        MountUtab.remove(target: mountpoint)
     }
 
     /// mountinfo writes space, tab, newline and backslash as octal escapes.

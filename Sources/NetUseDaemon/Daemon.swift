@@ -39,6 +39,7 @@ public enum Daemon {
             rmdir(stale)
             Log.warning("cleaned up stale mount \(stale) left by an earlier instance")
         }
+        MountUtab.removeAll(under: root)
         let socketPath = InstancePaths.socket(inRoot: root)
         try removeStaleSocket(socketPath)
         let drives = DriveManager(root: root, store: stateDirectory.map { DriveRecords(directory: $0) })

@@ -148,9 +148,16 @@ final class DriveManager: Sendable {
             throw NetError(.deviceNotFunctioning, detail: ["Cannot mount \(mountpoint): \(error)."])
         }
         MountTable.setReadAhead(mountpoint, kibibytes: settings.readAheadKiB)
+        MountUtab.add(target: mountpoint, source: mount.source, name: Self.displayName(letter, remote))
         Log.info("\(letter) connected to \(remote) at \(mountpoint) for \(key.owner.map { "uid \($0)" } ?? "every user")")
         return Drive(key: key, remote: remote, owner: owner.uid, account: credentials.user,
                      redirector: redirector, mount: mount, timeout: settings.timeout)
+    }
+
+    /// What a file manager calls the drive: its letter and the share, as Explorer shows it.
+    static func displayName(_ letter: DriveLetter, _ remote: Remote) -> String {
+        let folder = remote.description.split(separator: "/").last.map(String.init) ?? remote.description
+        return "\(letter) (\(folder) on \(remote.server ?? "this computer"))"
     }
 
     /// The user's folder and the mountpoint in it, both the daemon's own. Something else
