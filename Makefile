@@ -6,7 +6,7 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 USERUNITDIR ?= $(PREFIX)/lib/systemd/user
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the build, the tests and the demo need.
-DEB_PACKAGES := fuse3 libfuse3-dev acl man-db pkg-config util-linux python3 libsmbclient-dev samba smbclient systemd
+DEB_PACKAGES := fuse3 libfuse3-dev acl man-db pkg-config util-linux python3 libsmbclient-dev samba smbclient systemd python3-gi
 
 RELEASE_BIN = $(shell $(SWIFT) build -c release --show-bin-path)
 DEBUG_BIN   = $(shell $(SWIFT) build --show-bin-path)

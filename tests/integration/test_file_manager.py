@@ -1,5 +1,6 @@
 """Drives in file managers: the system instance gives each mount the x-gvfs-show and
-x-gvfs-name options in libmount's utab, where `mount`, `findmnt -m` and GIO read them."""
+x-gvfs-name options in libmount's utab, where `mount`, `findmnt -m` and GIO read them
+(gvfs's udisks2 volume monitor, which GNOME Files uses, lists a mount by those options)."""
 import signal
 import subprocess
 import urllib.parse
@@ -14,6 +15,17 @@ def user_options(mountpoint):
     result = subprocess.run(["findmnt", "-m", "-n", "-M", str(mountpoint), "-o", "OPTIONS"],
                             capture_output=True, text=True)
     return result.stdout.strip().split(",") if result.returncode == 0 else []
+
+
+def gio_options(mountpoint):
+    """The mount's options as GIO (which gvfs file managers use) reads them."""
+    code = ("import sys\nfrom gi.repository import Gio\n"
+            "for m in Gio.unix_mounts_get()[0]:\n"
+            "    if Gio.unix_mount_get_mount_path(m) == sys.argv[1]: print(Gio.unix_mount_get_options(m))\n")
+    # The system's python3, where Debian's python3-gi lives.
+    result = subprocess.run(["/usr/bin/python3", "-c", code, str(mountpoint)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().split(",")
 
 
 def utab_targets():
@@ -37,6 +49,8 @@ def test_a_drive_is_shown_with_its_letter_and_share_until_deleted(daemon, share)
     name = gvfs_name(options)
     assert name.startswith("Q: (") and name.endswith(")")
     assert (" on 127.0.0.1:" in name) if share.kind == "smb" else name == "Q: (share on this computer)"
+    seen_by_gio = gio_options(drive)
+    assert "x-gvfs-show" in seen_by_gio and gvfs_name(seen_by_gio) == name
     daemon.ctl("delete", "q")
     assert str(drive) not in utab_targets()
 
