@@ -71,6 +71,9 @@ final class SMBWorker: Sendable {
         var process: Process?
         var generations = 0
         var checkedOut = false
+        /// When the holder checked it out: one request ends within the timeout, so a
+        /// checkout much older than that is stuck, not busy.
+        var since: Duration = .zero
         var shutDown = false
     }
 
@@ -103,25 +106,38 @@ final class SMBWorker: Sendable {
     }
 
     /// Runs `body` with a live worker, starting one if needed. Errors from the share pass
-    /// through as their errno; a lost worker is killed and becomes EIO. A caller waits for
-    /// the worker as long as one request may take (and the start of a new worker), then
-    /// fails with EIO: the holder's server is as good as gone.
+    /// through as their errno; a lost worker is killed and becomes EIO. A caller waits its
+    /// turn however busy the worker is, but not behind a holder stuck for longer than two
+    /// requests and a start may take: that is EIO (the holder's server is as good as gone).
     func withChannel<T>(_ body: (Channel) throws(Errno) -> T) throws(Errno) -> T {
-        guard let checkedOut = slot.withLock(when: { !$0.checkedOut || $0.shutDown }, within: connection.timeout * 2 + .seconds(1), {
-            slot -> Slot? in
-            guard !slot.shutDown else { return nil }
-            slot.checkedOut = true
-            return slot
-        }), let current = checkedOut else { throw Errno(EIO) }
-        return try withCheckedOut(current, body)
+        let stuck = connection.timeout * 2 + .seconds(1)
+        while true {
+            let turn = slot.withLock(when: { !$0.checkedOut || $0.shutDown }, within: connection.timeout) { slot -> Slot? in
+                guard !slot.shutDown else { return nil }
+                return checkOut(&slot)
+            }
+            switch turn {
+            case .some(.some(let current)):
+                return try withCheckedOut(current, body)
+            case .some(.none):
+                throw Errno(EIO)
+            case .none:
+                if slot.withLock({ MonotonicClock.now() - $0.since > stuck }) { throw Errno(EIO) }
+            }
+        }
+    }
+
+    private func checkOut(_ slot: inout Slot) -> Slot {
+        slot.checkedOut = true
+        slot.since = MonotonicClock.now()
+        return slot
     }
 
     /// Runs `body` only if the worker is free now, so that path operations can go to an idle one.
     func withChannelIfIdle<T>(_ body: (Channel) throws(Errno) -> T) throws(Errno) -> T? {
         let checkedOut = slot.withLock { slot -> Slot? in
             guard !slot.checkedOut && !slot.shutDown else { return nil }
-            slot.checkedOut = true
-            return slot
+            return checkOut(&slot)
         }
         guard let current = checkedOut else { return nil }
         return try withCheckedOut(current, body)

@@ -100,7 +100,7 @@ extension DriveManager {
         revokeAndDetach(drive)
         state.withLock { _ = $0.drives.removeValue(forKey: drive.key) }
         SystemThread.detach {
-            drive.redirector.disconnect()
+            drive.disconnect()
             // The session ends when the last process lets go of the detached mount.
             drive.mount.close()
         }
@@ -141,7 +141,7 @@ extension DriveManager {
             revokeAndDetach(drive)
             drive.mount.abandon()
             Log.warning("\(drive.letter) was busy and is detached: \(error)")
-            drive.redirector.disconnect()
+            drive.disconnect()
         }
     }
 
@@ -158,7 +158,7 @@ extension DriveManager {
     /// After a successful unmount: the loop has ended or is ending; let go of everything.
     func finish(_ drive: Drive) {
         drive.mount.close()
-        drive.redirector.disconnect()
+        drive.disconnect()
         rmdir(drive.mount.mountpoint)
     }
 }

@@ -64,11 +64,12 @@ final class DriveManager: Sendable {
     }
 
     /// Ten times a second: the deferred ServerOpens whose closetimeo ran out are closed
-    /// (each FCB table knows which), and memory goes back to the system once the caches
-    /// let go of it (the budget knows when).
+    /// (each FCB table knows which; each drive closes its own, so that one hung server
+    /// holds up no other drive), and memory goes back to the system once the caches let
+    /// go of it (the budget knows when).
     func startScavenger() {
         SystemThread.every(.milliseconds(100)) { [self] in
-            for drive in state.withLock({ Array($0.drives.values) }) { drive.redirector.expireDeferred() }
+            for drive in state.withLock({ Array($0.drives.values) }) { drive.scavenge() }
             CacheBudget.shared.trimWhenIdle()
         }
     }

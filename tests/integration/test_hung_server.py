@@ -73,3 +73,23 @@ def test_sigterm_stops_within_the_timeout_with_the_server_hung(base, user_share,
             held.close()
     finally:
         daemon.cleanup()
+
+
+def test_a_hung_server_holds_up_no_other_drives_deferred_close(daemon, user_share, local_share, hung):
+    """Each drive closes its own expired handles: the one scavenger is not stuck behind a
+    close that a hung server does not answer."""
+    smb = daemon.use("q", user_share, "-o", f"timeout={TIMEOUT}", "-o", "closetimeo=1")
+    (smb / "deferred.txt").write_text("x")
+    (smb / "deferred.txt").read_text()
+    assert daemon.refs("q")["drive"]["deferredHandles"] >= 1
+    hung()
+    time.sleep(1.5)  # the SMB drive's deferred handle has expired, and its close hangs
+    local = daemon.use("l", local_share, "-o", "closetimeo=1")
+    (local / "deferred.txt").write_text("y")
+    assert daemon.refs("l")["drive"]["deferredHandles"] == 1
+    deadline = time.monotonic() + 3
+    while daemon.refs("l")["drive"]["deferredHandles"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert daemon.refs("l")["drive"]["deferredHandles"] == 0, "the local drive's deferred close waited for the hung server"
+    daemon.ctl("delete", "l")
+    daemon.ctl("delete", "q", "--force")
