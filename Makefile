@@ -59,6 +59,7 @@ TORTURE_STEPS    ?= 80
 FSX              ?=
 FSX_SEEDS        ?= 1 2 3 4 5 6 7 8 9 10
 FSX_OPS          ?= 20000
+DBENCH_SECONDS   ?= 60
 
 torture: deps
 	$(SWIFT) build
@@ -68,6 +69,8 @@ torture: deps
 	  NETUSE_BIN=$(DEBUG_BIN) FSX="$(abspath $(FSX))" FSX_SEEDS="$(FSX_SEEDS)" FSX_OPS=$(FSX_OPS) \
 	    python3 -m pytest -q -p no:cacheprovider tests/integration/test_fsx.py; \
 	else echo "make torture: no FSX given, fsx skipped (README: Testing)"; fi
+	@command -v dbench >/dev/null || $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dbench
+	NETUSE_BIN=$(DEBUG_BIN) DBENCH_SECONDS=$(DBENCH_SECONDS) python3 -m pytest -q -p no:cacheprovider tests/integration/test_dbench.py
 
 bench-deps: deps
 	@missing=""; for package in $(BENCH_PACKAGES); do \

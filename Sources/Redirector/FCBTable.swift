@@ -16,6 +16,12 @@ struct FCBTable {
     private var deferred: [UInt64] = []
     private var handles: [UInt64: FileHandle] = [:]
     private var nextID: UInt64 = 1
+    /// Names unlinked while a process held them open, on a share that refuses to remove an
+    /// open file (SMB without FILE_SHARE_DELETE): gone for the drive at once, removed from
+    /// the share when their last ServerOpen closes (Windows calls this delete pending).
+    private var pendingDeletes: Set<String> = []
+    /// Pending deletes whose last ServerOpen just closed: the share may remove them now.
+    private var dueDeletes: [String] = []
 
     init(closeTimeout: Duration, deferredLimit: Int) {
         self.closeTimeout = closeTimeout
@@ -118,7 +124,9 @@ struct FCBTable {
         open.references -= 1
         serverOpens[open.id] = open
         guard open.references == 0 else { return [] }
-        guard closeTimeout > .zero, deferredLimit > 0, fcbs[open.fcb]?.path != nil else { return [retire(open.id)] }
+        guard closeTimeout > .zero, deferredLimit > 0, let path = fcbs[open.fcb]?.path, !pendingDeletes.contains(path) else {
+            return [retire(open.id)]
+        }
         serverOpens[open.id]!.deferredUntil = now + closeTimeout
         deferred.append(open.id)
         var retired: [BackendHandle] = []
@@ -181,6 +189,42 @@ struct FCBTable {
     }
 
     // MARK: names
+
+    /// An unlink the share refused because the file is open: when processes of this drive
+    /// hold it, the name is deleted pending (its deferred ServerOpens go now, returned for
+    /// closing) and nil is not returned; nil when nothing here holds it open.
+    mutating func markDeletePending(_ path: String) -> [BackendHandle]? {
+        guard let fcb = byPath[path].flatMap({ fcbs[$0] }),
+              fcb.serverOpens.contains(where: { !serverOpens[$0]!.isDeferred }) else { return nil }
+        pendingDeletes.insert(path)
+        return fcb.serverOpens.filter { serverOpens[$0]!.isDeferred }.map { retire($0) }
+    }
+
+    func isDeletePending(_ path: String) -> Bool {
+        !pendingDeletes.isEmpty && pendingDeletes.contains(path)
+    }
+
+    /// The names in `directory` that are deleted pending.
+    func deletesPending(in directory: String) -> Set<String> {
+        guard !pendingDeletes.isEmpty else { return [] }
+        let prefix = directory.isEmpty ? "" : directory + "/"
+        return Set(pendingDeletes.compactMap { path in
+            guard path.hasPrefix(prefix) else { return nil }
+            let name = path.dropFirst(prefix.count)
+            return name.contains("/") ? nil : String(name)
+        })
+    }
+
+    /// Pending deletes that are due: the caller removes them from the share, then calls
+    /// `deleted` for each, until which the name stays hidden and unopenable.
+    mutating func takeDueDeletes() -> [String] {
+        defer { dueDeletes.removeAll() }
+        return dueDeletes
+    }
+
+    mutating func deleted(_ path: String) {
+        pendingDeletes.remove(path)
+    }
 
     /// After an unlink or rmdir: open FCBs there keep their handles but lose their name.
     mutating func unlinked(_ path: String, subtree: Bool) {
@@ -250,6 +294,7 @@ struct FCBTable {
             if fcb.serverOpens.isEmpty {
                 fcbs[fcb.id] = nil
                 if let path = fcb.path, byPath[path] == fcb.id { byPath[path] = nil }
+                if let path = fcb.path, pendingDeletes.contains(path) { dueDeletes.append(path) }
             } else {
                 fcbs[fcb.id] = fcb
             }
@@ -268,6 +313,12 @@ struct FCBTable {
             }
         }
         for (path, id) in placed { byPath[path] = id }
+        if !pendingDeletes.isEmpty {
+            pendingDeletes = Set(pendingDeletes.map { path in
+                guard let (from, to) = moves.first(where: { Self.path(path, isAt: $0.from, subtree: true) }) else { return path }
+                return to + path.dropFirst(from.count)
+            })
+        }
     }
 }
 

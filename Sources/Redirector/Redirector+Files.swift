@@ -49,7 +49,13 @@ extension Redirector {
 
     public func create(parent: UInt64, name: String, flags: Int32, mode: mode_t, caller: Caller) throws(Errno) -> (Entry, UInt64) {
         let path = try path(of: parent, name)
-        close(handles.withLock { $0.discardDeferred(at: path, subtree: false) })
+        // The share still has a file deleted pending under the name, which processes here
+        // hold: a new file cannot take the name until they let go.
+        let pending = try handles.withLock { (table) throws(Errno) -> [BackendHandle] in
+            if table.isDeletePending(path) { throw Errno(EBUSY) }
+            return table.discardDeferred(at: path, subtree: false)
+        }
+        close(pending)
         let backendHandle = try backend.create(path, flags: flags, mode: mode, caller: caller)
         let node = remember(parent: parent, name: name)
         do {

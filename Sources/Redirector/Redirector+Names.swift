@@ -36,15 +36,26 @@ extension Redirector {
 
     /// Deferred handles on the name (and below a directory) are closed before the share
     /// is asked, so that it never sees a remove of a file this drive still holds for itself.
+    /// A file that processes here hold open, on a share that will not remove an open file,
+    /// is deleted pending: as on Linux, the name goes now and the holders keep the file;
+    /// the share removes it when they are done.
     func remove(parent: UInt64, name: String, directory: Bool) throws(Errno) {
         let path = try path(of: parent, name)
+        if handles.withLock({ $0.isDeletePending(path) }) { throw Errno(ENOENT) }
         close(handles.withLock { $0.discardDeferred(at: path, subtree: directory) })
-        try whileReleasing([path], subtree: directory) { () throws(Errno) in
-            if directory {
-                try backend.removeDirectory(path)
-            } else {
-                try backend.unlink(path)
+        do {
+            try whileReleasing([path], subtree: directory, unlessHeld: !directory) { () throws(Errno) in
+                if directory {
+                    try backend.removeDirectory(path)
+                } else {
+                    try backend.unlink(path)
+                }
             }
+        } catch where error.rawValue == EBUSY && !directory {
+            guard let retired = handles.withLock({ $0.markDeletePending(path) }) else { throw error }
+            nodes.withLock { $0.detach(parent: parent, name: name) }
+            close(retired)
+            return
         }
         handles.withLock { $0.unlinked(path, subtree: directory) }
         nodes.withLock { $0.detach(parent: parent, name: name) }
@@ -81,10 +92,16 @@ extension Redirector {
     /// close() has returned, and its close on the share may still be waiting for a worker.
     /// Such a refusal gets a short grace for those releases and closes, trying again. The
     /// grace is real time, not the injected clock: it waits on other threads' RELEASEs.
-    func whileReleasing(_ paths: [String], subtree: Bool, _ operation: () throws(Errno) -> Void) throws(Errno) {
+    /// With `unlessHeld`, a refusal while processes here hold the file open is final at once
+    /// (the caller deletes it pending instead of waiting out the grace).
+    func whileReleasing(_ paths: [String], subtree: Bool, unlessHeld: Bool = false,
+                        _ operation: () throws(Errno) -> Void) throws(Errno) {
         do {
             try operation()
         } catch where error.rawValue == EBUSY {
+            if unlessHeld && handles.withLock({ table in paths.contains { table.hasOpen(at: $0, subtree: subtree) } }) {
+                throw error
+            }
             let deadline = MonotonicClock.now() + .milliseconds(500)
             while true {
                 while MonotonicClock.now() < deadline,

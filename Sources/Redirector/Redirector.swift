@@ -97,6 +97,7 @@ public final class Redirector: Sendable {
             return Entry(node: cached.node, attributes: cached.attributes, timeout: attributeTimeout - cached.age)
         }
         let path = try path(of: parent, name)
+        if handles.withLock({ $0.isDeletePending(path) }) { throw Errno(ENOENT) }
         // A node new to the table starts at generation 0: a write to it meanwhile moves that.
         let asked = nodes.withLock { table in table.existing(parent: parent, name: name).flatMap { table.generation(of: $0) } } ?? 0
         let attributes = try backend.attributes(of: path)
@@ -206,7 +207,9 @@ public final class Redirector: Sendable {
     public func openDirectory(_ node: UInt64) throws(Errno) -> UInt64 {
         let path = try path(of: node)
         let writes = nodes.withLock { $0.writes }
-        let entries = try backend.list(path)
+        var entries = try backend.list(path)
+        let pending = handles.withLock { $0.deletesPending(in: path) }
+        if !pending.isEmpty { entries.removeAll { pending.contains($0.name) } }
         return directories.withLock { $0.insert(Listing(entries: entries, writes: writes)) }
     }
 
@@ -243,7 +246,13 @@ public final class Redirector: Sendable {
     }
 
     func close(_ retired: [BackendHandle]) {
+        guard !retired.isEmpty else { return }
         for handle in retired { backend.close(handle) }
+        // A name unlinked while it was open goes from the share once its last ServerOpen has.
+        for path in handles.withLock({ $0.takeDueDeletes() }) {
+            try? backend.unlink(path)
+            handles.withLock { $0.deleted(path) }
+        }
     }
 
     func path(of node: UInt64) throws(Errno) -> String {

@@ -307,6 +307,48 @@ import Testing
         #expect(share.events.suffix(3) == ["busy script.bat", "close script.bat", "unlink script.bat"])
     }
 
+    /// A share that will not remove an open file (SMB without FILE_SHARE_DELETE): a file a
+    /// process holds is deleted pending, as Linux unlinks an open file. The name is gone for
+    /// the drive at once and cannot be taken again while the share still has the file; the
+    /// holder keeps its file; the share removes it when the last holder lets go.
+    @Test func anUnlinkedFileAProcessHoldsIsDeletedWhenItLetsGo() throws {
+        let share = FakeShare(busyWhileOpen: true)
+        var options = Redirector.Options()
+        options.closeTimeout = .seconds(5)
+        let redirector = Redirector(backend: share, options: options, clock: { [clock] in clock.now() })
+        share.put("held.tmp", size: 10)
+        let node = try redirector.lookup(parent: 1, name: "held.tmp").node
+        let reader = try redirector.open(node, flags: O_RDONLY, caller: caller).handle
+        redirector.release(try redirector.open(node, flags: O_RDONLY, caller: caller).handle)
+        let writer = try redirector.open(node, flags: O_WRONLY, caller: caller).handle
+        redirector.release(reader)
+        #expect(redirector.deferredCount == 1, "the read ServerOpen is deferred")
+
+        try redirector.unlink(parent: 1, name: "held.tmp")
+        #expect(redirector.deferredCount == 0, "a name deleted pending keeps no deferred ServerOpen")
+        #expect(throws: Errno(ENOENT)) { try redirector.lookup(parent: 1, name: "held.tmp") }
+        #expect(throws: Errno(ENOENT)) { try redirector.unlink(parent: 1, name: "held.tmp") }
+        #expect(throws: Errno(EBUSY)) { try redirector.create(parent: 1, name: "held.tmp", flags: O_WRONLY | O_CREAT, mode: 0o644, caller: caller) }
+        #expect(try redirector.attributes(of: node, handle: writer).st_size == 10, "the holder keeps its file")
+        #expect(!share.events.contains("unlink held.tmp"))
+
+        redirector.release(writer)
+        #expect(share.events.suffix(2) == ["close held.tmp", "unlink held.tmp"])
+        #expect(throws: Errno(ENOENT)) { try redirector.lookup(parent: 1, name: "held.tmp") }
+        let (_, fresh) = try redirector.create(parent: 1, name: "held.tmp", flags: O_WRONLY | O_CREAT, mode: 0o644, caller: caller)
+        redirector.release(fresh)
+    }
+
+    /// A share that removes open files (a local one) is never made to wait: nothing pends.
+    @Test func anUnlinkTheShareTakesIsNotDeferred() throws {
+        share.put("f")
+        let held = try open("f", O_RDWR)
+        try redirector.unlink(parent: 1, name: "f")
+        #expect(share.events.last == "unlink f")
+        redirector.release(held)
+        #expect(!share.events.dropLast().contains("busy f"))
+    }
+
     /// Revoking answers at once (no share is waited for); disconnecting, which a forced
     /// delete runs in the background, closes every handle, held ones included.
     @Test func revokeFailsEverythingWithEIOAndDisconnectClosesEveryHandle() throws {
