@@ -64,15 +64,7 @@ public final class FUSEMount: @unchecked Sendable {
     /// The mount source as the mount table shows it: printable ASCII but for the bytes
     /// option strings and mountinfo treat as syntax, which are percent-encoded.
     static func safeName(_ name: String) -> String {
-        var safe = ""
-        for byte in name.utf8 {
-            if byte > 0x20, byte < 0x7f, !",\\%#\"'=".utf8.contains(byte) {
-                safe.unicodeScalars.append(UnicodeScalar(byte))
-            } else {
-                safe += "%" + (byte < 16 ? "0" : "") + String(byte, radix: 16, uppercase: true)
-            }
-        }
-        return safe
+        name.percentEncoded { $0 > 0x20 && $0 < 0x7f && !",\\%#\"'=".utf8.contains($0) }
     }
 
     /// Waits for the loop to end (the mount is gone, or the kernel connection closed),

@@ -36,7 +36,7 @@ public enum MountUtab {
         return matches(MountTable.unescaped(field.dropFirst("TARGET=".count)))
     }
 
-    /// Rewrites the file whole, through a new file renamed over it, under libmount's lock,
+    /// Rewrites the file whole (FileReplacement), under libmount's lock,
     /// so that a reader sees the old table or the new one and `mount` running meanwhile
     /// loses nothing. Best effort: a drive works without its file-manager entry.
     private static func update(_ change: ([String]) -> [String]) {
@@ -49,20 +49,7 @@ public enum MountUtab {
         let before = read()
         let after = change(before)
         guard after != before else { return }
-        var template = Array((path + ".XXXXXX").utf8CString)
-        let fd = mkstemp(&template)
-        guard fd >= 0 else { return }
-        let temporary = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        let bytes = Array(after.map { $0 + "\n" }.joined().utf8)
-        var written = 0
-        while written < bytes.count {
-            let count = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
-            guard count > 0 else { break }
-            written += count
-        }
-        let complete = written == bytes.count && fchmod(fd, 0o644) == 0
-        close(fd)
-        if !complete || rename(temporary, path) != 0 { unlink(temporary) }
+        try? FileReplacement.write(Array(after.map { $0 + "\n" }.joined().utf8), to: path, mode: 0o644)
     }
 
     private static func read() -> [String] {
@@ -98,14 +85,8 @@ public enum MountUtab {
     /// gvfs reads x-gvfs-name percent-decoded; encoded, a name from a user cannot end the
     /// option (a comma), the field (a space) or the line.
     static func percentEncoded(_ text: String) -> String {
-        var result = ""
-        for byte in text.utf8 {
-            if (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7a) || "-._~:()".utf8.contains(byte) {
-                result.unicodeScalars.append(UnicodeScalar(byte))
-            } else {
-                result += "%" + (byte < 16 ? "0" : "") + String(byte, radix: 16, uppercase: true)
-            }
+        text.percentEncoded { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7a) || "-._~:()".utf8.contains(byte)
         }
-        return result
     }
 }

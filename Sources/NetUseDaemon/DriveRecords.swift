@@ -67,30 +67,7 @@ final class DriveRecords: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let bytes = Array(try! encoder.encode(File(version: 1, drives: records.sorted { $0.letter < $1.letter })))
-        // A name of its own, made with O_EXCL and mode 0600 from the start.
-        var template = Array((path + ".tmp-XXXXXX").utf8CString)
-        let fd = try systemCall { mkstemp(&template) }
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        let temporary = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        do {
-            var written = 0
-            while written < bytes.count {
-                written += try systemCall { bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) } }
-            }
-            _ = try systemCall { fchmod(fd, 0o600) }
-            _ = try systemCall { fsync(fd) }
-        } catch {
-            close(fd)
-            unlink(temporary)
-            throw error
-        }
-        close(fd)
-        _ = try systemCall { rename(temporary, path) }
-        // The rename itself must survive a crash too.
-        let directory = open(String(path[..<path.lastIndex(of: "/")!]), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if directory >= 0 {
-            fsync(directory)
-            close(directory)
-        }
+        // Passwords are never in it, but which shares a user maps is theirs: mode 0600.
+        try FileReplacement.write(bytes, to: path, mode: 0o600)
     }
 }

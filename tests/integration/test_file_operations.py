@@ -286,6 +286,16 @@ def test_non_root_caller_gets_what_a_plain_directory_gives(base, daemon, share, 
     assert ["error", "EACCES"] in results[0]
 
 
+def second_client_listing(share):
+    """What another SMB client (smbclient) lists at the top of the share."""
+    host_port, share_name = share.remote.replace("smb://", "").split("/", 1)
+    host, port = host_port.split(":")
+    result = subprocess.run(["smbclient", "-p", port, "-U", f"{share.user}%{share.password}", f"//{host}/{share_name}",
+                             "-c", "ls"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def test_a_file_unlinked_while_open_lives_on_for_its_holder(base, drive, share):
     """As on Linux: the name goes at once, the holder reads and writes on, and the file is
     gone from the share when it closes. SMB refuses to remove an open file (libsmbclient
@@ -313,6 +323,8 @@ def test_a_file_unlinked_while_open_lives_on_for_its_holder(base, drive, share):
     while (share.path / "scratch.tmp").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not (share.path / "scratch.tmp").exists(), "the share still has the file after its last close"
+    if share.kind == "smb":
+        assert "scratch.tmp" not in second_client_listing(share), "another SMB client still sees the file"
     # Created anew on a plain directory; on SMB refused while the share still has the old file.
     assert recreated == "created" if share.kind == "local" else recreated in ("created", "EBUSY")
     fd = os.open(drive / "scratch.tmp", os.O_WRONLY | os.O_CREAT, 0o644)
