@@ -3,6 +3,7 @@
 Every daemon a test starts is stopped, and every mount it made is taken down, also when
 the test fails; a leftover mount fails the test that left it.
 """
+import fcntl
 import json
 import os
 import re
@@ -131,6 +132,26 @@ class Daemon:
         self.stop(signal.SIGKILL)
         for mountpoint in fuse_mounts_under(self.root):
             subprocess.run(["umount", "-l", mountpoint], capture_output=True)
+        forget_utab_entries(self.root)
+
+
+def forget_utab_entries(root):
+    """Takes out the file-manager entries of mounts below `root` that a daemon killed, or
+    one out of descriptors, could not take out itself (the next daemon on that root would)."""
+    utab = "/run/mount/utab"
+    if not os.path.exists(utab):
+        return
+    with open(utab + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with open(utab) as table:
+            lines = table.readlines()
+        prefix = f"TARGET={root}/"
+        kept = [line for line in lines if not any(field.startswith(prefix) for field in line.split())]
+        if kept != lines:
+            with open(utab + ".netuse-test", "w") as replacement:
+                replacement.writelines(kept)
+            os.chmod(utab + ".netuse-test", 0o644)
+            os.rename(utab + ".netuse-test", utab)
 
 
 @pytest.fixture
