@@ -15,10 +15,12 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .systemLibrary(name: "CLinux"),
+        .systemLibrary(name: "CNettle", pkgConfig: "nettle", providers: [.apt(["nettle-dev"])]),
         .systemLibrary(name: "CSMBClient", pkgConfig: "smbclient", providers: [.apt(["libsmbclient-dev"])]),
         .target(name: "NetUseCore", dependencies: ["CLinux"]),
         .target(name: "Redirector", dependencies: ["NetUseCore", "CLinux"]),
-        .target(name: "Backends", dependencies: ["Redirector", "NetUseCore", "CLinux"]),
+        .target(name: "SMB2", dependencies: ["NetUseCore", "CNettle"]),
+        .target(name: "Backends", dependencies: ["Redirector", "NetUseCore", "SMB2", "CLinux"]),
         .target(name: "FUSEBridge", dependencies: ["Redirector", "CFuse"]),
         .target(name: "NetUseDaemon", dependencies: ["NetUseCore", "Redirector", "Backends", "FUSEBridge"]),
         .executableTarget(name: "netused", dependencies: [
@@ -33,6 +35,7 @@ let package = Package(
         .testTarget(name: "NetUseCoreTests", dependencies: ["NetUseCore"]),
         .testTarget(name: "RedirectorTests", dependencies: ["Redirector"]),
         .testTarget(name: "BackendsTests", dependencies: ["Backends"]),
+        .testTarget(name: "SMB2Tests", dependencies: ["SMB2"]),
         .testTarget(name: "NetUseDaemonTests", dependencies: ["NetUseDaemon"]),
         .testTarget(name: "FUSEBridgeTests", dependencies: ["FUSEBridge"]),
     ],

@@ -1,5 +1,6 @@
 import NetUseCore
 import Redirector
+import SMB2
 
 /// An SMB share: `//server/share[/path]`, `\\server\share[\path]` or
 /// `smb://[user@]server[:port]/share[/path]`, served through libsmbclient workers.
@@ -17,8 +18,24 @@ public struct SMBShareKind: ShareKind {
     public func connect(_ remote: Remote, _ request: ConnectRequest) throws(NetError) -> any ShareBackend {
         let location = try SMBLocation(parsing: remote.description)
         let credentials = request.credentials
+        if request.engine == .native {
+            var options = SMB2Session.Options(host: location.server, port: UInt16(location.port ?? 445), user: credentials.user,
+                                              password: credentials.password, domain: credentials.domain, timeout: request.timeout)
+            options.seal = request.seal
+            return try NativeSMBShare(location: location, options: options, owner: request.owner)
+        }
         return try SMBShare(connection: SMBConnection(url: location.url, user: credentials.user, password: credentials.password,
                                                       domain: credentials.domain, timeout: request.timeout),
                             owner: request.owner, workers: request.workers)
     }
+}
+
+/// Which engine speaks SMB for a drive (`-o engine=`).
+public enum SMBEngine: String, Sendable, CaseIterable {
+    /// netuse's own SMB2/3 client, in the daemon's process.
+    case native
+    /// libsmbclient, in worker processes: for servers that speak only SMB1.
+    case libsmbclient
+
+    public static let standard = SMBEngine.libsmbclient
 }

@@ -23,6 +23,10 @@ public struct ConnectRequest: Sendable {
     public let timeout: Duration
     /// How many connections (worker processes) the drive may use.
     public let workers: Int
+    /// SMB: which engine speaks to the server.
+    public var engine: SMBEngine = .standard
+    /// SMB: encrypt although the server does not ask for it.
+    public var seal = false
 
     public init(owner: Caller, identity: Identity, credentials: Credentials, timeout: Duration, workers: Int) {
         self.owner = owner

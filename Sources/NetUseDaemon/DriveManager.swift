@@ -125,8 +125,11 @@ final class DriveManager: Sendable {
                          credentials: Credentials, owner: Caller, identity: Identity) throws(NetError) -> Drive {
         let letter = key.letter
         if let server = remote.server { try checkOneUserPerServer(server, credentials, owner: key.owner) }
-        let backend = try kind.connect(remote, ConnectRequest(owner: owner, identity: identity, credentials: credentials,
-                                                              timeout: settings.timeout, workers: settings.workers))
+        var request = ConnectRequest(owner: owner, identity: identity, credentials: credentials,
+                                     timeout: settings.timeout, workers: settings.workers)
+        request.engine = settings.engine
+        request.seal = settings.seal
+        let backend = try kind.connect(remote, request)
         let mountpoint = mountpoint(of: key)
         do throws(Errno) {
             try makeMountpoint(mountpoint)

@@ -1,5 +1,6 @@
 import NetUseCore
 import Redirector
+import Backends
 
 /// `-o key=value` options of `use`, checked before anything is mounted.
 struct DriveOptions {
@@ -12,6 +13,9 @@ struct DriveOptions {
     /// The kernel's read-ahead window for the mount: sequential reads arrive as 1 MiB
     /// requests, several at a time.
     var readAheadKiB = 4096
+    /// SMB: which engine speaks to the server, and whether to encrypt unasked.
+    var engine = SMBEngine.standard
+    var seal = false
 
     static func parse(_ options: [String: String]) throws(NetError) -> DriveOptions {
         var result = DriveOptions()
@@ -48,6 +52,16 @@ struct DriveOptions {
                     throw NetError(.invalidParameter, detail: ["maxdeferred takes 0 to 1024, not '\(value)'."])
                 }
                 result.cache.deferredLimit = count
+            case "engine":
+                guard let engine = SMBEngine(rawValue: value) else {
+                    throw NetError(.invalidParameter, detail: ["engine is native or libsmbclient, not '\(value)'."])
+                }
+                result.engine = engine
+            case "seal":
+                guard ["", "1", "yes"].contains(value) else {
+                    throw NetError(.invalidParameter, detail: ["seal takes no value, not '\(value)'."])
+                }
+                result.seal = true
             default:
                 throw NetError(.invalidParameter, detail: ["Unknown option '\(key)'."])
             }

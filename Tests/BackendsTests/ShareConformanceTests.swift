@@ -31,24 +31,27 @@ import Testing
         ]
         let environment = ProcessInfo.processInfo.environment
         if let url = environment["NETUSE_TEST_SMB"] {
-            subjects.append(Subject(name: "smb") {
+            for engine in SMBEngine.allCases {
+            subjects.append(Subject(name: "smb (\(engine))") {
                 let credentials = Credentials(user: environment["NETUSE_TEST_SMB_USER"] ?? "", password: environment["NETUSE_TEST_SMB_PASSWORD"] ?? "")
-                let backend = try connect(url, credentials: credentials)
+                let backend = try connect(url, credentials: credentials, engine: engine)
                 // Each test works in a folder of its own: the share outlives the test.
                 let folder = "conformance-\(UUID())"
                 try backend.makeDirectory(folder, mode: 0o755, caller: caller)
                 return (SubfolderShare(backend, folder), { backend.disconnect() })
             })
+            }
         }
         return subjects
     }()
 
     static let caller = Caller(uid: getuid(), gid: getgid(), pid: getpid())
 
-    static func connect(_ text: String, credentials: Credentials = Credentials()) throws -> any ShareBackend {
+    static func connect(_ text: String, credentials: Credentials = Credentials(), engine: SMBEngine = .standard) throws -> any ShareBackend {
         let (kind, remote) = try kinds.parse(text)
-        return try kind.connect(remote, ConnectRequest(owner: caller, identity: .of(caller), credentials: credentials,
-                                                       timeout: .seconds(10), workers: 2))
+        var request = ConnectRequest(owner: caller, identity: .of(caller), credentials: credentials, timeout: .seconds(10), workers: 2)
+        request.engine = engine
+        return try kind.connect(remote, request)
     }
 
     private func withShare(_ subject: Subject, _ body: (any ShareBackend) throws -> Void) throws {

@@ -183,6 +183,8 @@ class Share:
 
     def use_arguments(self):
         arguments = [self.remote]
+        if self.kind == "smb" and os.environ.get("NETUSE_SMB_ENGINE"):
+            arguments += ["-o", "engine=" + os.environ["NETUSE_SMB_ENGINE"]]
         if self.user:
             arguments += ["--user", self.user, "--password-stdin"]
         return arguments

@@ -1,0 +1,335 @@
+import Glibc
+import NetUseCore
+import Redirector
+import SMB2
+import Synchronization
+
+/// An SMB share spoken to by netuse's own SMB2/3 engine, in the daemon's process: every
+/// call is a request (or one compound) in flight on the session's connection, many at once.
+/// A lost connection is set up again on the next call, and open files are opened again
+/// (without O_CREAT or O_TRUNC) on the new tree.
+public final class NativeSMBShare: ShareBackend {
+    let location: SMBLocation
+    let options: SMB2Session.Options
+    let sessionKey: String
+    let health = SMBHealth()
+    let owner: (uid: uid_t, gid: gid_t)
+    /// The tree connect in use, and a generation that counts reconnects.
+    let link = Mutex<(tree: SMB2Tree?, generation: Int)>((nil, 0))
+    let files = Mutex<(table: [Int64: NativeFile], next: Int64)>(([:], 1))
+
+    final class NativeFile: Sendable {
+        let path: String
+        let flags: Int32
+        /// The server's open, and the generation of the tree it was made on.
+        let open: Mutex<(id: SMB2FileId, generation: Int, closed: Bool)>
+
+        init(path: String, flags: Int32, id: SMB2FileId, generation: Int) {
+            self.path = path
+            self.flags = flags
+            self.open = Mutex((id, generation, false))
+        }
+    }
+
+    /// Connects at once, so that `use` answers 53, 67, 1326 or 5 before anything is mounted.
+    public init(location: SMBLocation, options: SMB2Session.Options, owner: Caller) throws(NetError) {
+        self.location = location
+        self.options = options
+        self.owner = (owner.uid, owner.gid)
+        sessionKey = SMB2Sessions.key(options, owner: owner.uid)
+        SMB2Sessions.shared.retain(sessionKey)
+        do {
+            let tree = try connectTree()
+            link.withLock { $0 = (tree, 1) }
+            if !location.path.isEmpty {
+                guard try tree.info(of: location.path).isDirectory else { throw Errno(ENOTDIR) }
+            }
+        } catch let error as SMB2SetupError {
+            SMB2Sessions.shared.release(sessionKey)
+            throw Self.connectError(error, location: location, user: options.user)
+        } catch let error as Errno {
+            SMB2Sessions.shared.release(sessionKey)
+            let detail = ["\(location.url): \(error)."]
+            throw error.rawValue == ENOENT || error.rawValue == ENOTDIR ? NetError(.badNetName, detail: detail)
+                : NetError(.badNetPath, detail: detail)
+        } catch {
+            SMB2Sessions.shared.release(sessionKey)
+            throw NetError(.badNetPath, detail: ["\(location.url): \(error)."])
+        }
+    }
+
+    static func connectError(_ error: SMB2SetupError, location: SMBLocation, user: String) -> NetError {
+        switch error {
+        case .unreachable(let errno): return NetError(.badNetPath, detail: ["\(location.url): \(errno)."])
+        case .logonFailure(let status): return NetError(.logonFailure, detail: ["\(location.url): \(status)."])
+        case .accessDenied(let status):
+            return NetError(user.isEmpty ? .accessDenied : .logonFailure, detail: ["\(location.url): \(status)."])
+        case .badNetName(let status): return NetError(.badNetName, detail: ["\(location.url): \(status)."])
+        case .protocolError(let text): return NetError(.badNetPath, detail: ["\(location.url): \(text)."])
+        }
+    }
+
+    func connectTree() throws(SMB2SetupError) -> SMB2Tree {
+        try SMB2Sessions.shared.session(sessionKey, options).connect(share: location.share)
+    }
+
+    public func disconnect() {
+        let tree = link.withLock { link in
+            defer { link.tree = nil }
+            return link.tree
+        }
+        tree?.disconnect()
+        SMB2Sessions.shared.release(sessionKey)
+    }
+
+    public var status: String { health.current.status }
+
+    /// The tree to send on: the current one while its connection holds, else a new one.
+    /// While the server is gone, one attempt a second; the others fail at once.
+    func tree() throws(Errno) -> (SMB2Tree, Int) {
+        let (current, generation) = link.withLock { ($0.tree, $0.generation) }
+        if let current, current.session.isConnected { return (current, generation) }
+        guard health.mayTryToReconnect(every: .seconds(1)) else { throw Errno(EIO) }
+        health.set(.reconnecting)
+        do {
+            let fresh = try connectTree()
+            health.set(.connected)
+            return link.withLock { link in
+                if let installed = link.tree, installed.session.isConnected, installed !== current {
+                    return (installed, link.generation)
+                }
+                link.tree = fresh
+                link.generation += 1
+                return (fresh, link.generation)
+            }
+        } catch {
+            health.reconnectFailed()
+            throw Errno(EIO)
+        }
+    }
+
+    /// A call on the tree; one more try on a new connection when the old one broke on the way.
+    func onTree<T>(_ body: (SMB2Tree) throws(Errno) -> T) throws(Errno) -> T {
+        let (tree, _) = try tree()
+        do {
+            return try body(tree)
+        } catch where error.rawValue == EIO && !tree.session.isConnected {
+            return try body(try self.tree().0)
+        }
+    }
+
+    /// A call on an open file, opening it again first if the tree it was opened on is gone.
+    func onFile<T>(_ handle: BackendHandle, _ body: (SMB2Tree, SMB2FileId) throws(Errno) -> T) throws(Errno) -> T {
+        let file = try file(handle)
+        func attempt() throws(Errno) -> T {
+            let (tree, generation) = try tree()
+            let current = file.open.withLock { $0 }
+            if current.closed { throw Errno(EBADF) }
+            if current.generation == generation { return try body(tree, current.id) }
+            let (id, _) = try tree.create(full(file.path), access: Self.access(file.flags), disposition: .open)
+            file.open.withLock { $0.id = id; $0.generation = generation }
+            return try body(tree, id)
+        }
+        do {
+            return try attempt()
+        } catch where error.rawValue == EIO && health.current != .connected || (link.withLock { $0.tree?.session.isConnected } == false) {
+            return try attempt()
+        }
+    }
+
+    func file(_ handle: BackendHandle) throws(Errno) -> NativeFile {
+        guard let file = files.withLock({ $0.table[handle.rawValue] }) else { throw Errno(EBADF) }
+        return file
+    }
+
+    /// The path on the share: below the folder the drive maps, if it maps one.
+    func full(_ path: String) -> String {
+        location.path.isEmpty ? path : path.isEmpty ? location.path : location.path + "/" + path
+    }
+
+    static func access(_ flags: Int32) -> UInt32 {
+        switch flags & O_ACCMODE {
+        case O_WRONLY: return SMB2Access.writeData | SMB2Access.appendData | SMB2Access.writeAttributes
+        case O_RDWR: return SMB2Access.readData | SMB2Access.writeData | SMB2Access.appendData | SMB2Access.writeAttributes
+        default: return SMB2Access.readData
+        }
+    }
+
+    // MARK: attributes
+
+    /// As libsmbclient presents DOS attributes (and mount.cifs without POSIX extensions):
+    /// read-only clears the owner's write bit; archive, system and hidden are the x bits.
+    func stat(_ info: SMB2FileInfo, path: String) -> Glibc.stat {
+        var result = Glibc.stat()
+        result.st_mode = info.isDirectory ? S_IFDIR | 0o555 : S_IFREG | 0o444
+        if info.attributes & SMB2Attributes.archive != 0 { result.st_mode |= S_IXUSR }
+        if info.attributes & SMB2Attributes.system != 0 { result.st_mode |= S_IXGRP }
+        if info.attributes & SMB2Attributes.hidden != 0 { result.st_mode |= S_IXOTH }
+        if info.attributes & SMB2Attributes.readOnly == 0 { result.st_mode |= S_IWUSR }
+        result.st_nlink = UInt(max(1, info.links))
+        result.st_uid = owner.uid
+        result.st_gid = owner.gid
+        result.st_size = Int(info.size)
+        result.st_blocks = Int((info.allocation + 511) / 512)
+        result.st_blksize = 4096
+        result.st_ino = info.index != 0 ? UInt(info.index) : UInt(truncatingIfNeeded: path.hashValue)
+        result.st_atim = Self.time(info.accessTime)
+        result.st_mtim = Self.time(info.writeTime)
+        result.st_ctim = Self.time(info.changeTime)
+        return result
+    }
+
+    /// FILETIME (100 ns since 1601) to Unix time.
+    static func time(_ value: UInt64) -> timespec {
+        let unix = Int64(bitPattern: value) - 116_444_736_000_000_000
+        let seconds = unix >= 0 ? unix / 10_000_000 : (unix - 9_999_999) / 10_000_000
+        return timespec(tv_sec: Int(seconds), tv_nsec: Int((unix - seconds * 10_000_000) * 100))
+    }
+
+    static func fileTime(_ time: timespec) -> UInt64 {
+        UInt64(bitPattern: Int64(time.tv_sec) * 10_000_000 + Int64(time.tv_nsec / 100) + 116_444_736_000_000_000)
+    }
+
+    public func attributes(of path: String) throws(Errno) -> Glibc.stat {
+        let info = try onTree { (tree) throws(Errno) in try tree.info(of: full(path)) }
+        return stat(info, path: path)
+    }
+
+    public func attributes(of handle: BackendHandle) throws(Errno) -> Glibc.stat {
+        let path = try file(handle).path
+        let info = try onFile(handle) { (tree, id) throws(Errno) in try tree.info(of: id) }
+        return stat(info, path: path)
+    }
+
+    public func setAttributes(_ changes: AttributeChanges, of path: String, handle: BackendHandle?) throws(Errno) -> Glibc.stat {
+        // SMB without POSIX extensions has no owners to change, as mount.cifs says.
+        if changes.uid.map({ $0 != owner.uid }) == true || changes.gid.map({ $0 != owner.gid }) == true {
+            throw Errno(EPERM)
+        }
+        if let size = changes.size {
+            if let handle, (try? file(handle).flags & O_ACCMODE) != O_RDONLY {
+                try onFile(handle) { (tree, id) throws(Errno) in try tree.setEndOfFile(id, UInt64(size)) }
+            } else {
+                try onTree { (tree) throws(Errno) in try tree.setEndOfFile(full(path), UInt64(size)) }
+            }
+        }
+        if changes.mode != nil || changes.changesTimes {
+            var attributes: UInt32 = 0
+            if let mode = changes.mode {
+                let current = try onTree { (tree) throws(Errno) in try tree.info(of: full(path)) }
+                attributes = current.attributes & ~(SMB2Attributes.readOnly | SMB2Attributes.archive | SMB2Attributes.system | SMB2Attributes.hidden)
+                if mode & S_IWUSR == 0 { attributes |= SMB2Attributes.readOnly }
+                if mode & S_IXUSR != 0 { attributes |= SMB2Attributes.archive }
+                if mode & S_IXGRP != 0 { attributes |= SMB2Attributes.system }
+                if mode & S_IXOTH != 0 { attributes |= SMB2Attributes.hidden }
+                if attributes == 0 { attributes = SMB2Attributes.normal }
+            }
+            var now = timespec()
+            clock_gettime(CLOCK_REALTIME, &now)
+            func value(_ time: timespec?) -> UInt64 {
+                guard let time, time.tv_nsec != AttributeChanges.timeOmit.tv_nsec else { return 0 }  // 0: unchanged
+                return Self.fileTime(time.tv_nsec == AttributeChanges.timeNow.tv_nsec ? now : time)
+            }
+            let access = value(changes.accessTime), modification = value(changes.modificationTime)
+            try onTree { (tree) throws(Errno) in
+                try tree.setBasic(full(path), accessTime: access, writeTime: modification, attributes: attributes)
+            }
+        }
+        if let handle { return try attributes(of: handle) }
+        return try attributes(of: path)
+    }
+
+    public func list(_ path: String) throws(Errno) -> [DirectoryEntry] {
+        let entries = try onTree { (tree) throws(Errno) in try tree.list(full(path)) }
+        return entries.map { entry in
+            DirectoryEntry(name: entry.name, attributes: stat(entry.info, path: path.isEmpty ? entry.name : path + "/" + entry.name))
+        }
+    }
+
+    // MARK: files
+
+    public func open(_ path: String, flags: Int32) throws(Errno) -> BackendHandle {
+        try openFile(path, flags: flags & ~(O_CREAT | O_EXCL))
+    }
+
+    public func create(_ path: String, flags: Int32, mode: mode_t, caller: Caller) throws(Errno) -> BackendHandle {
+        try openFile(path, flags: flags | O_CREAT)
+    }
+
+    func openFile(_ path: String, flags: Int32) throws(Errno) -> BackendHandle {
+        let disposition: SMB2Disposition
+        switch (flags & O_CREAT != 0, flags & O_EXCL != 0, flags & O_TRUNC != 0) {
+        case (true, true, _): disposition = .create
+        case (true, false, true): disposition = .overwriteIf
+        case (true, false, false): disposition = .openIf
+        case (false, _, true): disposition = .overwrite
+        case (false, _, false): disposition = .open
+        }
+        var generation = 0
+        let (id, _) = try onTree { (tree) throws(Errno) in
+            generation = link.withLock { $0.generation }
+            return try tree.create(full(path), access: Self.access(flags), disposition: disposition,
+                                   options: flags & O_CREAT != 0 ? .nonDirectory : [])
+        }
+        let file = NativeFile(path: path, flags: flags & ~(O_CREAT | O_EXCL | O_TRUNC), id: id, generation: generation)
+        return files.withLock { files in
+            let handle = files.next
+            files.next += 1
+            files.table[handle] = file
+            return BackendHandle(handle)
+        }
+    }
+
+    public func read(_ handle: BackendHandle, into buffer: UnsafeMutableRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
+        try onFile(handle) { (tree, id) throws(Errno) in try tree.read(id, into: buffer, at: UInt64(offset)) }
+    }
+
+    public func write(_ handle: BackendHandle, from buffer: UnsafeRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
+        try onFile(handle) { (tree, id) throws(Errno) in try tree.write(id, from: buffer, at: UInt64(offset)) }
+    }
+
+    /// Writes go through as they come: what a sync adds is the server's own flush.
+    public func sync(_ handle: BackendHandle, dataOnly: Bool) throws(Errno) {
+        try onFile(handle) { (tree, id) throws(Errno) in try tree.flush(id) }
+    }
+
+    public func close(_ handle: BackendHandle) {
+        guard let file = files.withLock({ $0.table.removeValue(forKey: handle.rawValue) }) else { return }
+        let open = file.open.withLock { open in
+            defer { open.closed = true }
+            return open
+        }
+        let (tree, generation) = link.withLock { ($0.tree, $0.generation) }
+        if let tree, generation == open.generation { try? tree.close(open.id) }
+    }
+
+    // MARK: names
+
+    public func makeDirectory(_ path: String, mode: mode_t, caller: Caller) throws(Errno) {
+        try onTree { (tree) throws(Errno) in try tree.makeDirectory(full(path)) }
+    }
+
+    public func removeDirectory(_ path: String) throws(Errno) {
+        try onTree { (tree) throws(Errno) in try tree.remove(full(path), directory: true) }
+    }
+
+    public func unlink(_ path: String) throws(Errno) {
+        try onTree { (tree) throws(Errno) in try tree.remove(full(path), directory: false) }
+    }
+
+    public func rename(_ from: String, to: String, flags: RenameFlags) throws(Errno) {
+        try onTree { (tree) throws(Errno) in try tree.rename(full(from), to: full(to), replace: !flags.contains(.noReplace)) }
+    }
+
+    public func statistics() throws(Errno) -> statvfs {
+        let size = try onTree { (tree) throws(Errno) in try tree.volumeSize() }
+        var result = statvfs()
+        result.f_bsize = UInt(size.unit)
+        result.f_frsize = UInt(size.unit)
+        result.f_blocks = UInt(size.total)
+        result.f_bfree = UInt(size.free)
+        result.f_bavail = UInt(size.available)
+        result.f_namemax = 255
+        return result
+    }
+}

@@ -1,0 +1,70 @@
+import Glibc
+import NetUseCore
+import SMB2
+
+/// One SMB2 session per server and user, shared by all of that user's drives to the server
+/// (each drive is a tree connect on it). A session whose connection broke is replaced by the
+/// next drive that asks; the last drive's release logs it off.
+final class SMB2Sessions: Sendable {
+    static let shared = SMB2Sessions()
+
+    struct Entry: Sendable {
+        var session: SMB2Session?
+        var drives = 0
+        var connecting = false
+    }
+
+    private let entries = Monitor<[String: Entry]>([:])
+
+    /// Who the session is for: the owner too, so that two Unix users never share one even
+    /// with the same SMB account (as cifs.ko's multiuser keeps one per fsuid).
+    static func key(_ options: SMB2Session.Options, owner: uid_t) -> String {
+        "\(owner)\u{0}\(options.host.lowercased())\u{0}\(options.port)\u{0}\(options.user)\u{0}\(options.domain)\u{0}\(options.password)"
+    }
+
+    func retain(_ key: String) {
+        entries.withLock { $0[key, default: Entry()].drives += 1 }
+    }
+
+    /// Drops a drive's hold; the last one's logs the session off.
+    func release(_ key: String) {
+        let ending: SMB2Session? = entries.withLock { entries in
+            guard var entry = entries[key] else { return nil }
+            entry.drives -= 1
+            if entry.drives > 0 {
+                entries[key] = entry
+                return nil
+            }
+            entries[key] = nil
+            return entry.session
+        }
+        ending?.close()
+    }
+
+    /// The connected session for `key`, set up when there is none (one connect at a time per key).
+    func session(_ key: String, _ options: SMB2Session.Options) throws(SMB2SetupError) -> SMB2Session {
+        let existing: SMB2Session? = entries.withLock(when: { !($0[key]?.connecting ?? false) }) { entries in
+            if let session = entries[key]?.session, session.isConnected { return session }
+            entries[key, default: Entry()].connecting = true
+            return nil
+        }
+        if let existing { return existing }
+        do {
+            let session = try SMB2Session.open(options)
+            let stale: SMB2Session? = entries.withLock { entries in
+                let old = entries[key]?.session
+                entries[key, default: Entry()].session = session
+                entries[key]?.connecting = false
+                return old
+            }
+            stale?.close()
+            return session
+        } catch {
+            entries.withLock { $0[key]?.connecting = false }
+            throw error
+        }
+    }
+
+    /// Sessions open now (for tests and the bench).
+    var count: Int { entries.withLock { $0.values.filter { $0.session?.isConnected == true }.count } }
+}

@@ -1,0 +1,9 @@
+#include <nettle/md4.h>
+#include <nettle/hmac.h>
+#include <nettle/sha2.h>
+#include <nettle/cmac.h>
+#include <nettle/ccm.h>
+#include <nettle/gcm.h>
+#include <nettle/aes.h>
+#include <nettle/memops.h>
+#include <sys/random.h>

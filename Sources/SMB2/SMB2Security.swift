@@ -1,0 +1,85 @@
+import Glibc
+import NetUseCore
+
+/// What a session signs and encrypts with (MS-SMB2 3.2.5.3, 3.1.4.1, 3.1.4.3).
+struct SMB2Security: Sendable {
+    var dialect: UInt16 = 0
+    var sessionId: UInt64 = 0
+    var signingKey: [UInt8] = []
+    var signs = false
+    var cipher: SMB2Cipher?
+    var encryptionKey: [UInt8] = []
+    var decryptionKey: [UInt8] = []
+    var encrypts = false
+
+    /// Before 3.0 a signature is HMAC-SHA256 with the session key; from 3.0 on, AES-CMAC
+    /// with a key derived from it.
+    func signature(_ message: ArraySlice<UInt8>) -> [UInt8] {
+        var copy = Array(message)
+        for index in 48..<64 { copy[index] = 0 }
+        let digest = copy.withUnsafeBytes { bytes in
+            dialect >= 0x300 ? Crypto.aesCMAC(key: signingKey, bytes) : Crypto.hmacSHA256(key: signingKey, bytes)
+        }
+        return Array(digest.prefix(16))
+    }
+
+    func sign(_ message: [UInt8]) -> [UInt8] { signature(message[...]) }
+
+    func verify(_ message: ArraySlice<UInt8>) -> Bool {
+        guard message.count >= 64 else { return false }
+        let start = message.startIndex
+        return Crypto.equal(signature(message), Array(message[(start + 48)..<(start + 64)]))
+    }
+
+    /// The transform header (52 bytes) around the encrypted messages; its last 32 bytes
+    /// are the additional authenticated data.
+    func seal(_ messages: [UInt8]) -> [UInt8] {
+        guard let cipher else { return messages }
+        var nonce = NTLMAuthenticator.random(cipher.nonceBytes)
+        nonce += [UInt8](repeating: 0, count: 16 - nonce.count)
+        var header = ByteWriter(capacity: 52 + messages.count)
+        header.u32(0x424D_53FD)
+        header.zeros(16)
+        header.append(nonce)
+        header.u32(UInt32(messages.count))
+        header.u16(0)
+        header.u16(1)  // Encrypted
+        header.u64(sessionId)
+        let aad = Array(header.bytes[20..<52])
+        var body = messages
+        let tag = body.withUnsafeMutableBytes { cipher.seal(key: encryptionKey, nonce: Array(nonce.prefix(cipher.nonceBytes)), aad: aad, $0) }
+        header.bytes.replaceSubrange(4..<20, with: tag)
+        header.append(body)
+        return header.bytes
+    }
+
+    func unseal(_ frame: [UInt8]) -> [UInt8]? {
+        guard let cipher, frame.count >= 52 else { return nil }
+        let tag = Array(frame[4..<20])
+        let nonce = Array(frame[20..<(20 + cipher.nonceBytes)])
+        let aad = Array(frame[20..<52])
+        var body = Array(frame[52...])
+        let valid = body.withUnsafeMutableBytes { cipher.open(key: decryptionKey, nonce: nonce, aad: aad, tag: tag, $0) }
+        return valid ? body : nil
+    }
+
+    /// The keys of a session from its session key (MS-SMB2 3.2.5.3.1): 3.1.1 binds them to the
+    /// hash of the exchange that set the session up.
+    mutating func deriveKeys(sessionKey: [UInt8], preauthHash: [UInt8]) {
+        guard dialect >= 0x300 else {
+            signingKey = sessionKey
+            return
+        }
+        func label(_ text: String) -> [UInt8] { Array(text.utf8) + [0] }
+        let bits = cipher == .aes256CCM || cipher == .aes256GCM ? 256 : 128
+        if dialect == 0x311 {
+            signingKey = Crypto.deriveKey(sessionKey, label: label("SMBSigningKey"), context: preauthHash)
+            encryptionKey = Crypto.deriveKey(sessionKey, label: label("SMBC2SCipherKey"), context: preauthHash, bits: bits)
+            decryptionKey = Crypto.deriveKey(sessionKey, label: label("SMBS2CCipherKey"), context: preauthHash, bits: bits)
+        } else {
+            signingKey = Crypto.deriveKey(sessionKey, label: label("SMB2AESCMAC"), context: label("SmbSign"))
+            encryptionKey = Crypto.deriveKey(sessionKey, label: label("SMB2AESCCM"), context: label("ServerIn "))
+            decryptionKey = Crypto.deriveKey(sessionKey, label: label("SMB2AESCCM"), context: label("ServerOut"))
+        }
+    }
+}

@@ -1,0 +1,257 @@
+import Glibc
+import NetUseCore
+
+/// Why a session or tree connect failed, for `use` to answer 53, 67, 1326 or 5.
+public enum SMB2SetupError: Error, Sendable {
+    case unreachable(Errno)
+    case logonFailure(NTStatus)
+    case accessDenied(NTStatus)
+    case badNetName(NTStatus)
+    case protocolError(String)
+}
+
+/// A logged-on session on one connection: negotiate (2.0.2 to 3.1.1, with pre-authentication
+/// integrity for 3.1.1), SPNEGO/NTLMv2 session setup, and the keys that follow.
+public final class SMB2Session: Sendable {
+    let connection: SMB2Connection
+    public let server: String
+    public let dialect: UInt16
+    let maxRead: Int
+    let maxWrite: Int
+    let maxTransact: Int
+    public let isGuest: Bool
+    public let encrypts: Bool
+    public let signs: Bool
+
+    public struct Options: Sendable {
+        public var host: String
+        public var port: UInt16
+        public var user: String
+        public var password: String
+        public var domain: String
+        public var timeout: Duration
+        /// Encrypt although the server does not ask for it (`-o seal`).
+        public var seal = false
+        /// The dialects offered; all of them unless a test narrows them.
+        public var dialects: [UInt16] = [0x202, 0x210, 0x300, 0x302, 0x311]
+
+        public init(host: String, port: UInt16, user: String, password: String, domain: String, timeout: Duration) {
+            self.host = host
+            self.port = port
+            self.user = user
+            self.password = password
+            self.domain = domain
+            self.timeout = timeout
+        }
+    }
+
+    public static func open(_ options: Options) throws(SMB2SetupError) -> SMB2Session {
+        let connection: SMB2Connection
+        do {
+            connection = try SMB2Connection.open(host: options.host, port: options.port, timeout: options.timeout)
+        } catch {
+            throw .unreachable(error)
+        }
+        do {
+            return try SMB2Session(connection, options)
+        } catch {
+            connection.fail()
+            throw error
+        }
+    }
+
+    private init(_ connection: SMB2Connection, _ options: Options) throws(SMB2SetupError) {
+        self.connection = connection
+        server = options.host
+        var preauth = [UInt8](repeating: 0, count: 64)
+        func hashing(_ bytes: [UInt8]) { preauth = Crypto.sha512(preauth, bytes) }
+
+        // NEGOTIATE
+        var negotiate = ByteWriter()
+        let dialects = options.dialects
+        let offersContexts = dialects.contains(0x311)
+        negotiate.u16(36)
+        negotiate.u16(UInt16(dialects.count))
+        negotiate.u16(1)  // signing enabled
+        negotiate.u16(0)
+        negotiate.u32(0x4 | 0x40)  // LARGE_MTU, ENCRYPTION
+        negotiate.append(NTLMAuthenticator.random(16))  // ClientGuid
+        let contextOffsetField = negotiate.count
+        negotiate.zeros(8)
+        for dialect in dialects { negotiate.u16(dialect) }
+        if offersContexts {
+            negotiate.align(8)
+            negotiate.set32(UInt32(64 + negotiate.count), at: contextOffsetField)
+            negotiate.set16(2, at: contextOffsetField + 4)
+            // Pre-authentication integrity: SHA-512 with a 32-byte salt.
+            negotiate.u16(1); negotiate.u16(38); negotiate.u32(0)
+            negotiate.u16(1); negotiate.u16(32); negotiate.u16(1)
+            negotiate.append(NTLMAuthenticator.random(32))
+            negotiate.align(8)
+            // Encryption: the ciphers, best first.
+            let ciphers: [SMB2Cipher] = [.aes128GCM, .aes128CCM, .aes256GCM, .aes256CCM]
+            negotiate.u16(2); negotiate.u16(UInt16(2 + 2 * ciphers.count)); negotiate.u32(0)
+            negotiate.u16(UInt16(ciphers.count))
+            for cipher in ciphers { negotiate.u16(cipher.rawValue) }
+        }
+        let reply: SMB2Reply
+        do {
+            reply = try connection.send([SMB2Request(.negotiate, negotiate)], sent: { hashing($0) })[0]
+        } catch {
+            throw .unreachable(error)
+        }
+        guard reply.status == .success else { throw .protocolError("negotiate: \(reply.status)") }
+        hashing(Array(reply.bytes[reply.start..<reply.end]))
+        var security = SMB2Security()
+        var cipher: SMB2Cipher?
+        var serverRequiresSigning = false
+        do {
+            var body = reply.body
+            try body.skip(2)
+            let securityMode = try body.u16()
+            dialect = try body.u16()
+            let contextCount = Int(try body.u16())
+            try body.skip(16)
+            let capabilities = try body.u32()
+            maxTransact = Int(try body.u32())
+            maxRead = Int(try body.u32())
+            maxWrite = Int(try body.u32())
+            try body.skip(16)
+            try body.skip(4)
+            let contextOffset = Int(try body.u32())
+            guard dialects.contains(dialect) else { throw Errno(EPROTO) }
+            security.dialect = dialect
+            serverRequiresSigning = securityMode & 0x2 != 0
+            if dialect == 0x311 {
+                var at = contextOffset
+                for _ in 0..<contextCount {
+                    var context = ByteReader(reply.bytes, base: reply.start)
+                    context.offset = reply.start + at
+                    let type = try context.u16()
+                    let length = Int(try context.u16())
+                    try context.skip(4)
+                    if type == 2, length >= 4 {
+                        _ = try context.u16()
+                        cipher = SMB2Cipher(rawValue: try context.u16())
+                    }
+                    at += (8 + length + 7) / 8 * 8
+                }
+            } else if dialect >= 0x300, capabilities & 0x40 != 0 {
+                cipher = .aes128CCM
+            }
+            security.cipher = cipher
+        } catch {
+            throw .protocolError("negotiate reply malformed")
+        }
+        connection.security.withLock { $0 = security }
+
+        // SESSION_SETUP, two legs
+        var ntlm = NTLMAuthenticator(user: options.user, password: options.password, domain: options.domain)
+        var token = ntlm.firstToken()
+        var sessionFlags: UInt16 = 0
+        var leg = 0
+        while true {
+            leg += 1
+            guard leg <= 3 else { throw .protocolError("session setup did not end") }
+            var setup = ByteWriter()
+            setup.u16(25)
+            setup.u8(0)
+            setup.u8(1)  // signing enabled
+            setup.u32(0)
+            setup.u32(0)
+            setup.u16(64 + 24)
+            setup.u16(UInt16(token.count))
+            setup.u64(0)
+            setup.append(token)
+            let answer: SMB2Reply
+            do {
+                answer = try connection.send([SMB2Request(.sessionSetup, setup)], sent: { hashing($0) })[0]
+            } catch {
+                throw .unreachable(error)
+            }
+            connection.security.withLock { $0.sessionId = answer.sessionId }
+            if answer.status == .moreProcessingRequired {
+                hashing(Array(answer.bytes[answer.start..<answer.end]))
+                do {
+                    var body = answer.body
+                    try body.skip(4)
+                    let offset = Int(try body.u16())
+                    let length = Int(try body.u16())
+                    token = try ntlm.secondToken(Array(try answer.body.at(offset, length)))
+                } catch {
+                    throw .protocolError("session setup: challenge malformed")
+                }
+                continue
+            }
+            switch answer.status {
+            case .success:
+                var body = answer.body
+                try? body.skip(2)
+                sessionFlags = (try? body.u16()) ?? 0
+            case .logonFailure, .accountRestriction, .passwordExpired, .accountDisabled:
+                throw .logonFailure(answer.status)
+            case .accessDenied:
+                throw .accessDenied(answer.status)
+            default:
+                throw .protocolError("session setup: \(answer.status)")
+            }
+            break
+        }
+        isGuest = sessionFlags & 0x3 != 0
+        let mustEncrypt = sessionFlags & 0x4 != 0 || options.seal
+        guard !mustEncrypt || (cipher != nil && !isGuest) else { throw .accessDenied(.accessDenied) }
+        encrypts = mustEncrypt
+        let sessionKey = ntlm.sessionKey
+        let signsNow = serverRequiresSigning && !isGuest && !sessionKey.isEmpty
+        signs = signsNow
+        connection.security.withLock { security in
+            if !sessionKey.isEmpty && !isGuest { security.deriveKeys(sessionKey: sessionKey, preauthHash: preauth) }
+            security.signs = signsNow
+            security.encrypts = mustEncrypt
+        }
+    }
+
+    /// Logs off and ends the connection; the connection's reader thread closes the socket.
+    public func close() {
+        _ = try? connection.send(SMB2Request(.logoff, { var body = ByteWriter(); body.u16(4); body.u16(0); return body }()))
+        connection.fail(Errno(ESHUTDOWN))
+    }
+
+    public var isConnected: Bool { !connection.isBroken }
+
+    /// A tree connect to `\\server\share`.
+    public func connect(share: String) throws(SMB2SetupError) -> SMB2Tree {
+        let path = "\\\\\(server)\\\(share)".utf16LE
+        var body = ByteWriter()
+        body.u16(9)
+        body.u16(0)
+        body.u16(64 + 8)
+        body.u16(UInt16(path.count))
+        body.append(path)
+        let reply: SMB2Reply
+        do {
+            var request = SMB2Request(.treeConnect, body)
+            // 3.1.1 signs every tree connect of a session with a key (MS-SMB2 3.2.4.2.4).
+            request.alwaysSigned = dialect == 0x311 && !isGuest
+            reply = try connection.send(request)
+        } catch {
+            throw .unreachable(error)
+        }
+        switch reply.status {
+        case .success: break
+        case .badNetworkName: throw .badNetName(reply.status)
+        case .accessDenied, .networkAccessDenied: throw .accessDenied(reply.status)
+        case .logonFailure: throw .logonFailure(reply.status)
+        default: throw .protocolError("tree connect: \(reply.status)")
+        }
+        var answer = reply.body
+        _ = try? answer.skip(4)
+        let flags = (try? answer.u32()) ?? 0
+        if flags & 0x8000 != 0 && !encrypts {
+            // The share asks for encryption where the session did not.
+            guard connection.security.withLock({ $0.cipher != nil }), !isGuest else { throw .accessDenied(.accessDenied) }
+            connection.security.withLock { $0.encrypts = true }
+        }
+        return SMB2Tree(session: self, treeId: reply.treeId)
+    }
+}

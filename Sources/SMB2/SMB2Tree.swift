@@ -1,0 +1,459 @@
+import Glibc
+import NetUseCore
+
+/// An open on the server (MS-SMB2 2.2.14.1).
+public struct SMB2FileId: Hashable, Sendable {
+    public let persistent: UInt64
+    public let volatile: UInt64
+
+    /// In a compound, "the file the request before opened".
+    static let related = SMB2FileId(persistent: .max, volatile: .max)
+
+    func write(to body: inout ByteWriter) {
+        body.u64(persistent)
+        body.u64(volatile)
+    }
+}
+
+/// What SMB2 says of a file: enough for a stat.
+public struct SMB2FileInfo: Sendable {
+    public var creationTime: UInt64 = 0
+    public var accessTime: UInt64 = 0
+    public var writeTime: UInt64 = 0
+    public var changeTime: UInt64 = 0
+    public var attributes: UInt32 = 0
+    public var size: UInt64 = 0
+    public var allocation: UInt64 = 0
+    public var links: UInt32 = 1
+    public var index: UInt64 = 0
+
+    public var isDirectory: Bool { attributes & SMB2Attributes.directory != 0 }
+}
+
+public enum SMB2Attributes {
+    public static let readOnly: UInt32 = 0x1
+    public static let hidden: UInt32 = 0x2
+    public static let system: UInt32 = 0x4
+    public static let directory: UInt32 = 0x10
+    public static let archive: UInt32 = 0x20
+    public static let normal: UInt32 = 0x80
+}
+
+public enum SMB2Access {
+    public static let readData: UInt32 = 0x1
+    public static let writeData: UInt32 = 0x2
+    public static let appendData: UInt32 = 0x4
+    public static let readEA: UInt32 = 0x8
+    public static let writeEA: UInt32 = 0x10
+    public static let readAttributes: UInt32 = 0x80
+    public static let writeAttributes: UInt32 = 0x100
+    public static let delete: UInt32 = 0x10000
+    public static let readControl: UInt32 = 0x20000
+    public static let synchronize: UInt32 = 0x100000
+}
+
+public enum SMB2Disposition: UInt32, Sendable {
+    case supersede = 0, open, create, openIf, overwrite, overwriteIf
+}
+
+public struct SMB2CreateOptions: OptionSet, Sendable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    public static let directory = SMB2CreateOptions(rawValue: 0x1)
+    public static let nonDirectory = SMB2CreateOptions(rawValue: 0x40)
+    public static let deleteOnClose = SMB2CreateOptions(rawValue: 0x1000)
+}
+
+/// A connected share: the requests that act on its files. Every call may run on any thread,
+/// and many at once: each is a request (or a compound) in flight on the session's connection.
+public final class SMB2Tree: Sendable {
+    public let session: SMB2Session
+    let treeId: UInt32
+
+    init(session: SMB2Session, treeId: UInt32) {
+        self.session = session
+        self.treeId = treeId
+    }
+
+    var connection: SMB2Connection { session.connection }
+    public var maxRead: Int { max(65_536, min(session.maxRead, 8 << 20)) }
+    public var maxWrite: Int { max(65_536, min(session.maxWrite, 8 << 20)) }
+
+    func request(_ command: SMB2Command, _ body: ByteWriter, payload: Int = 0, related: Bool = false) -> SMB2Request {
+        var request = SMB2Request(command, body, payload: payload, treeId: treeId)
+        request.related = related
+        // Without large MTU (2.0.2) a request costs no more than one credit.
+        if session.dialect == 0x202 { request.creditCharge = 1 }
+        return request
+    }
+
+    public func disconnect() {
+        var body = ByteWriter()
+        body.u16(4)
+        body.u16(0)
+        _ = try? connection.send(request(.treeDisconnect, body))
+    }
+
+    // MARK: requests, as bodies
+
+    func createBody(_ path: String, access: UInt32, disposition: SMB2Disposition, options: SMB2CreateOptions,
+                    attributes: UInt32 = 0) -> ByteWriter {
+        let name = path.smb2Name
+        var body = ByteWriter(capacity: 56 + name.count + 8)
+        body.u16(57)
+        body.u8(0)
+        body.u8(0)  // no oplock
+        body.u32(2)  // impersonation
+        body.u64(0)
+        body.u64(0)
+        body.u32(access | SMB2Access.readAttributes | SMB2Access.synchronize)
+        body.u32(attributes)
+        body.u32(0x7)  // share read, write and delete, as a Linux file is shared
+        body.u32(disposition.rawValue)
+        body.u32(options.rawValue)
+        body.u16(64 + 56)
+        body.u16(UInt16(name.count))
+        body.u32(0)
+        body.u32(0)
+        body.append(name)
+        if name.isEmpty { body.u8(0) }
+        return body
+    }
+
+    func closeBody(_ file: SMB2FileId, postQuery: Bool = false) -> ByteWriter {
+        var body = ByteWriter()
+        body.u16(24)
+        body.u16(postQuery ? 1 : 0)
+        body.u32(0)
+        file.write(to: &body)
+        return body
+    }
+
+    func queryInfoBody(_ file: SMB2FileId, type: UInt8, infoClass: UInt8, length: Int) -> ByteWriter {
+        var body = ByteWriter()
+        body.u16(41)
+        body.u8(type)
+        body.u8(infoClass)
+        body.u32(UInt32(length))
+        body.u16(0)
+        body.u16(0)
+        body.u32(0)
+        body.u32(0)
+        body.u32(0)
+        file.write(to: &body)
+        body.u8(0)
+        return body
+    }
+
+    func setInfoBody(_ file: SMB2FileId, infoClass: UInt8, _ buffer: [UInt8]) -> ByteWriter {
+        var body = ByteWriter()
+        body.u16(33)
+        body.u8(1)
+        body.u8(infoClass)
+        body.u32(UInt32(buffer.count))
+        body.u16(64 + 32)
+        body.u16(0)
+        body.u32(0)
+        file.write(to: &body)
+        body.append(buffer)
+        return body
+    }
+
+    // MARK: opens
+
+    /// Opens (or creates) a file; its attributes come with the answer.
+    public func create(_ path: String, access: UInt32, disposition: SMB2Disposition, options: SMB2CreateOptions = [],
+                       attributes: UInt32 = 0) throws(Errno) -> (SMB2FileId, SMB2FileInfo) {
+        let reply = try connection.send(request(.create, createBody(path, access: access, disposition: disposition,
+                                                                    options: options, attributes: attributes)))
+        try reply.check()
+        return try Self.created(reply)
+    }
+
+    static func created(_ reply: SMB2Reply) throws(Errno) -> (SMB2FileId, SMB2FileInfo) {
+        var body = reply.body
+        try body.skip(8)
+        var info = SMB2FileInfo()
+        info.creationTime = try body.u64()
+        info.accessTime = try body.u64()
+        info.writeTime = try body.u64()
+        info.changeTime = try body.u64()
+        info.allocation = try body.u64()
+        info.size = try body.u64()
+        info.attributes = try body.u32()
+        try body.skip(4)
+        let file = SMB2FileId(persistent: try body.u64(), volatile: try body.u64())
+        return (file, info)
+    }
+
+    public func close(_ file: SMB2FileId) throws(Errno) {
+        try connection.send(request(.close, closeBody(file))).check()
+    }
+
+    /// A path operation in one round trip: CREATE, what acts on the file, CLOSE.
+    func compound(_ path: String, access: UInt32, disposition: SMB2Disposition = .open, options: SMB2CreateOptions = [],
+                  attributes: UInt32 = 0, _ middle: [SMB2Request]) throws(Errno) -> [SMB2Reply] {
+        var requests = [request(.create, createBody(path, access: access, disposition: disposition, options: options,
+                                                    attributes: attributes))]
+        requests += middle
+        requests.append(request(.close, closeBody(.related), related: true))
+        let replies = try connection.send(requests)
+        try replies[0].check()
+        for reply in replies.dropFirst() { try reply.check() }
+        return replies
+    }
+
+    // MARK: attributes
+
+    static let fileAllInformation: UInt8 = 18
+
+    public func info(of path: String) throws(Errno) -> SMB2FileInfo {
+        let query = request(.queryInfo, queryInfoBody(.related, type: 1, infoClass: Self.fileAllInformation, length: 4096), related: true)
+        let replies = try compound(path, access: 0, [query])
+        return try Self.allInformation(replies[1])
+    }
+
+    public func info(of file: SMB2FileId) throws(Errno) -> SMB2FileInfo {
+        let reply = try connection.send(request(.queryInfo, queryInfoBody(file, type: 1, infoClass: Self.fileAllInformation, length: 4096)))
+        // A name longer than the buffer is a warning with the fixed part intact.
+        if reply.status != .bufferOverflow { try reply.check() }
+        return try Self.allInformation(reply)
+    }
+
+    static func allInformation(_ reply: SMB2Reply) throws(Errno) -> SMB2FileInfo {
+        var body = reply.body
+        try body.skip(2)
+        let offset = Int(try body.u16())
+        let length = Int(try body.u32())
+        guard length >= 72 else { throw Errno(EPROTO) }
+        var all = ByteReader(Array(try reply.body.at(offset, length)))
+        var info = SMB2FileInfo()
+        info.creationTime = try all.u64()
+        info.accessTime = try all.u64()
+        info.writeTime = try all.u64()
+        info.changeTime = try all.u64()
+        info.attributes = try all.u32()
+        try all.skip(4)
+        info.allocation = try all.u64()
+        info.size = try all.u64()
+        info.links = try all.u32()
+        try all.skip(4)
+        info.index = try all.u64()
+        return info
+    }
+
+    /// FileFsFullSizeInformation: total, available to the caller, sectors per unit, bytes per sector.
+    public func volumeSize() throws(Errno) -> (total: UInt64, available: UInt64, free: UInt64, unit: UInt64) {
+        let query = request(.queryInfo, queryInfoBody(.related, type: 2, infoClass: 7, length: 32), related: true)
+        let replies = try compound("", access: 0, options: .directory, [query])
+        var body = replies[1].body
+        try body.skip(2)
+        let offset = Int(try body.u16())
+        var info = ByteReader(Array(try replies[1].body.at(offset, 32)))
+        let total = try info.u64()
+        let available = try info.u64()
+        let free = try info.u64()
+        let sectors = UInt64(try info.u32())
+        let bytes = UInt64(try info.u32())
+        return (total, available, free, max(1, sectors * bytes))
+    }
+
+    // MARK: changes by path
+
+    func setInfo(_ path: String, access: UInt32, infoClass: UInt8, _ buffer: [UInt8]) throws(Errno) {
+        _ = try compound(path, access: access, [request(.setInfo, setInfoBody(.related, infoClass: infoClass, buffer), related: true)])
+    }
+
+    func setInfo(_ file: SMB2FileId, infoClass: UInt8, _ buffer: [UInt8]) throws(Errno) {
+        try connection.send(request(.setInfo, setInfoBody(file, infoClass: infoClass, buffer))).check()
+    }
+
+    /// FileEndOfFileInformation: truncates or extends.
+    public func setEndOfFile(_ file: SMB2FileId, _ size: UInt64) throws(Errno) {
+        var buffer = ByteWriter()
+        buffer.u64(size)
+        try setInfo(file, infoClass: 20, buffer.bytes)
+    }
+
+    public func setEndOfFile(_ path: String, _ size: UInt64) throws(Errno) {
+        var buffer = ByteWriter()
+        buffer.u64(size)
+        try setInfo(path, access: SMB2Access.writeData, infoClass: 20, buffer.bytes)
+    }
+
+    /// FileBasicInformation: a time or the attributes of 0 stay as they are.
+    public func setBasic(_ path: String, accessTime: UInt64, writeTime: UInt64, attributes: UInt32) throws(Errno) {
+        var buffer = ByteWriter()
+        buffer.u64(0)
+        buffer.u64(accessTime)
+        buffer.u64(writeTime)
+        buffer.u64(0)
+        buffer.u32(attributes)
+        buffer.u32(0)
+        try setInfo(path, access: SMB2Access.writeAttributes, infoClass: 4, buffer.bytes)
+    }
+
+    public func makeDirectory(_ path: String) throws(Errno) {
+        _ = try compound(path, access: 0, disposition: .create, options: .directory, [])
+    }
+
+    /// Deletes a file or an empty directory: FileDispositionInformation between open and close,
+    /// which (unlike DELETE_ON_CLOSE) answers DIRECTORY_NOT_EMPTY.
+    public func remove(_ path: String, directory: Bool) throws(Errno) {
+        let disposition = request(.setInfo, setInfoBody(.related, infoClass: 13, [1]), related: true)
+        _ = try compound(path, access: SMB2Access.delete, options: directory ? .directory : .nonDirectory, [disposition])
+    }
+
+    /// FileRenameInformation (SMB2 form): the target is a path from the share's top.
+    public func rename(_ from: String, to: String, replace: Bool) throws(Errno) {
+        let name = to.smb2Name
+        var buffer = ByteWriter()
+        buffer.u8(replace ? 1 : 0)
+        buffer.zeros(7)
+        buffer.u64(0)
+        buffer.u32(UInt32(name.count))
+        buffer.append(name)
+        try setInfo(from, access: SMB2Access.delete, infoClass: 10, buffer.bytes)
+    }
+
+    // MARK: data
+
+    /// Reads up to `buffer.count` bytes; fewer only at the end of the file. Pieces larger than
+    /// the server's MaxReadSize go as several requests in flight at once.
+    public func read(_ file: SMB2FileId, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(Errno) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let length = min(buffer.count - done, maxRead)
+            var body = ByteWriter()
+            body.u16(49)
+            body.u8(0x50)
+            body.u8(0)
+            body.u32(UInt32(length))
+            body.u64(offset + UInt64(done))
+            file.write(to: &body)
+            body.u32(0)
+            body.u32(0)
+            body.u32(0)
+            body.u16(0)
+            body.u16(0)
+            body.u8(0)
+            let reply = try connection.send(request(.read, body, payload: length))
+            if reply.status == .endOfFile { break }
+            try reply.check()
+            var answer = reply.body
+            try answer.skip(2)
+            let dataOffset = Int(try answer.u8())
+            try answer.skip(1)
+            let count = Int(try answer.u32())
+            guard count <= length else { throw Errno(EPROTO) }
+            let data = try reply.body.at(dataOffset, count)
+            data.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + count)]).copyMemory(from: $0) }
+            done += count
+            if count < length { break }
+        }
+        return done
+    }
+
+    public func write(_ file: SMB2FileId, from buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(Errno) -> Int {
+        var done = 0
+        repeat {
+            let length = min(buffer.count - done, maxWrite)
+            var body = ByteWriter(capacity: 48 + length)
+            body.u16(49)
+            body.u16(64 + 48)
+            body.u32(UInt32(length))
+            body.u64(offset + UInt64(done))
+            file.write(to: &body)
+            body.u32(0)
+            body.u32(0)
+            body.u16(0)
+            body.u16(0)
+            body.u32(0)
+            body.append(UnsafeRawBufferPointer(rebasing: buffer[done..<(done + length)]))
+            let reply = try connection.send(request(.write, body, payload: length))
+            try reply.check()
+            var answer = reply.body
+            try answer.skip(4)
+            let count = Int(try answer.u32())
+            guard count > 0 || length == 0 else { throw Errno(EIO) }
+            done += count
+        } while done < buffer.count
+        return done
+    }
+
+    public func flush(_ file: SMB2FileId) throws(Errno) {
+        var body = ByteWriter()
+        body.u16(24)
+        body.u16(0)
+        body.u32(0)
+        file.write(to: &body)
+        try connection.send(request(.flush, body)).check()
+    }
+
+    // MARK: listings
+
+    /// A directory's entries (FileIdFullDirectoryInformation), `.` and `..` included: the
+    /// open and the first batch go as one compound, and so do the last batch and the close.
+    public func list(_ path: String) throws(Errno) -> [(name: String, info: SMB2FileInfo)] {
+        var entries: [(name: String, info: SMB2FileInfo)] = []
+        let open = request(.create, createBody(path, access: SMB2Access.readData, disposition: .open, options: .directory))
+        var replies = try connection.send([open, request(.queryDirectory, queryDirectoryBody(.related, restart: true), payload: listingBuffer, related: true)])
+        try replies[0].check()
+        let (directory, _) = try Self.created(replies[0])
+        defer { _ = try? close(directory) }
+        var reply = replies[1]
+        while reply.status != .noMoreFiles {
+            try reply.check()
+            try Self.parseListing(reply, into: &entries)
+            replies = try connection.send([request(.queryDirectory, queryDirectoryBody(directory, restart: false), payload: listingBuffer)])
+            reply = replies[0]
+        }
+        return entries
+    }
+
+    func queryDirectoryBody(_ file: SMB2FileId, restart: Bool) -> ByteWriter {
+        let pattern = "*".smb2Name
+        var body = ByteWriter()
+        body.u16(33)
+        body.u8(0x26)  // FileIdFullDirectoryInformation
+        body.u8(restart ? 1 : 0)
+        body.u32(0)
+        file.write(to: &body)
+        body.u16(64 + 32)
+        body.u16(UInt16(pattern.count))
+        body.u32(UInt32(listingBuffer))
+        body.append(pattern)
+        return body
+    }
+
+    /// How much of a listing one QUERY_DIRECTORY asks for (and pays credits for).
+    var listingBuffer: Int { min(max(65_536, session.maxTransact), 1 << 20) }
+
+    static func parseListing(_ reply: SMB2Reply, into entries: inout [(name: String, info: SMB2FileInfo)]) throws(Errno) {
+        var body = reply.body
+        try body.skip(2)
+        let offset = Int(try body.u16())
+        let length = Int(try body.u32())
+        let buffer = Array(try reply.body.at(offset, length))
+        var at = 0
+        while at + 80 <= buffer.count {
+            var entry = ByteReader(buffer, base: at)
+            let next = Int(try entry.u32())
+            try entry.skip(4)
+            var info = SMB2FileInfo()
+            info.creationTime = try entry.u64()
+            info.accessTime = try entry.u64()
+            info.writeTime = try entry.u64()
+            info.changeTime = try entry.u64()
+            info.size = try entry.u64()
+            info.allocation = try entry.u64()
+            info.attributes = try entry.u32()
+            let nameLength = Int(try entry.u32())
+            try entry.skip(8)
+            info.index = try entry.u64()
+            entries.append((String(utf16LE: try entry.take(nameLength)), info))
+            if next == 0 { break }
+            at += next
+        }
+    }
+}
