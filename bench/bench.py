@@ -50,8 +50,9 @@ def wait_for_mount(path, process=None, timeout=30):
 class Netuse:
     name = "netuse"
 
-    def __init__(self, work, remote, label="netuse"):
+    def __init__(self, work, remote, label="netuse", options=()):
         self.name = label
+        self.options = list(options)
         self.root = work / f"{label}-root"
         self.socket = self.root / "control.sock"
         self.log = open(work / f"{label}.log", "ab")
@@ -73,7 +74,7 @@ class Netuse:
 
     def use(self):
         # Where the daemon says the drive is: the layout is its business.
-        self.path = Path(json.loads(self.ctl("use", "q", self.remote, "--json").stdout)["drive"]["mountpoint"])
+        self.path = Path(json.loads(self.ctl("use", "q", self.remote, *self.options, "--json").stdout)["drive"]["mountpoint"])
 
     def delete(self):
         self.ctl("delete", "q")
@@ -403,6 +404,8 @@ def main():
             systems, rows = [], {}
             try:
                 for make in (lambda: Netuse(work, f"smb://127.0.0.1:{port}/guest", label=f"netuse-{rtt}"),
+                             lambda: Netuse(work, f"smb://127.0.0.1:{port}/guest", label=f"native-{rtt}",
+                                            options=["-o", "engine=native"]),
                              lambda: rclone(work, port, "off"), lambda: rclone(work, port, "full"),
                              lambda: smbnetfs(work, port)):
                     try:
@@ -410,12 +413,12 @@ def main():
                     except Exception as error:
                         print(f"  a peer did not mount: {error}", file=sys.stderr)
                 for system in systems:
-                    label = "netuse" if system.name.startswith("netuse") else system.name
+                    label = system.name.rsplit("-", 1)[0] if isinstance(system, Netuse) else system.name
                     for workload, figures in measure(system, arguments.workloads, arguments.repeats).items():
                         rows.setdefault(workload, {})[label] = figures
-                    if label == "netuse":
+                    if isinstance(system, Netuse):
                         # Before the peers run: rclone's write-back uploads in the background.
-                        rows["delete-after-use"] = {"netuse": delete_after_use(system, arguments.repeats)}
+                        rows.setdefault("delete-after-use", {})[label] = delete_after_use(system, arguments.repeats)
                 if {"seqread", "seqwrite"} & set(arguments.workloads):
                     for workload, figures in smbclient_wire(work, port, arguments.repeats).items():
                         rows.setdefault(workload, {})["smbclient"] = figures
@@ -425,7 +428,7 @@ def main():
                 if proxy:
                     proxy.stop()
             report["runs"][f"{rtt}ms"] = rows
-            texts.append(table(rows, ["rclone off", "rclone full", "smbnetfs", "smbclient"],
+            texts.append(table(rows, ["native", "rclone off", "rclone full", "smbnetfs", "smbclient"],
                                f"SMB share, {rtt} ms round trip (smbclient: get/put, no mount, the wire's ceiling)"))
         local = local_limit(work, ["seqread", "seqwrite", "openclose"], arguments.repeats)
         rows = {w: {("netuse" if name == "netuse-local" else name): local[name][w] for name in local}

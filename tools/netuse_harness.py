@@ -24,7 +24,8 @@ class Samba:
 
     USER, PASSWORD = "nobody", "netuse-secret"
 
-    def __init__(self, base):
+    def __init__(self, base, settings=None):
+        """`settings`: more [global] lines (name: value), as a test of a server's policy needs."""
         self.base = base
         self.port = free_port()
         for name in ("private", "lock", "state", "cache", "pid", "log", "user", "guest", "readonly"):
@@ -51,7 +52,7 @@ class Samba:
   printing = bsd
   printcap name = /dev/null
   disable spoolss = yes
-[user]
+""" + "".join(f"  {name} = {value}\n" for name, value in (settings or {}).items()) + f"""[user]
   path = {base}/user
   read only = no
   valid users = {self.USER}

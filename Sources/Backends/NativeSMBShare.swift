@@ -137,6 +137,10 @@ public final class NativeSMBShare: ShareBackend {
         }
     }
 
+    func isOpen(_ path: String, below: Bool) -> Bool {
+        files.withLock { files in files.table.values.contains { $0.path == path || below && $0.path.hasPrefix(path + "/") } }
+    }
+
     func file(_ handle: BackendHandle) throws(Errno) -> NativeFile {
         guard let file = files.withLock({ $0.table[handle.rawValue] }) else { throw Errno(EBADF) }
         return file
@@ -313,11 +317,19 @@ public final class NativeSMBShare: ShareBackend {
         try onTree { (tree) throws(Errno) in try tree.remove(full(path), directory: true) }
     }
 
+    /// The server would take the delete of a file open here (every open shares delete) and
+    /// keep the name until the last close, as Windows does; a Linux program expects the name
+    /// to go at once. EBUSY lets the redirector delete it pending (hidden at once, removed at
+    /// its last close), as it does for libsmbclient, and close deferred handles first.
     public func unlink(_ path: String) throws(Errno) {
+        if isOpen(path, below: false) { throw Errno(EBUSY) }
         try onTree { (tree) throws(Errno) in try tree.remove(full(path), directory: false) }
     }
 
+    /// A file open here keeps the path it was opened by (a reopen after a reconnect uses it):
+    /// as with libsmbclient, such a file is not renamed under its holders.
     public func rename(_ from: String, to: String, flags: RenameFlags) throws(Errno) {
+        if isOpen(from, below: true) || isOpen(to, below: false) { throw Errno(EBUSY) }
         try onTree { (tree) throws(Errno) in try tree.rename(full(from), to: full(to), replace: !flags.contains(.noReplace)) }
     }
 

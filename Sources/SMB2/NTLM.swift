@@ -58,15 +58,10 @@ struct NTLMAuthenticator {
         var lmResponse: [UInt8] = [0]
         var ntResponse: [UInt8] = []
         if !isAnonymous {
-            let clientChallenge = Self.random(8)
-            let timestamp = Self.timestamp(in: targetInfo) ?? Self.fileTime(now)
-            let responseKey = Self.ntowfv2(user: user, password: password, domain: domain)
-            var blob: [UInt8] = [1, 1, 0, 0, 0, 0, 0, 0] + timestamp + clientChallenge + [0, 0, 0, 0]
-            blob += targetInfo + [0, 0, 0, 0]
-            let proof = Crypto.hmacMD5(key: responseKey, serverChallenge, blob)
-            ntResponse = proof + blob
-            lmResponse = Crypto.hmacMD5(key: responseKey, serverChallenge, clientChallenge) + clientChallenge
-            sessionKey = Crypto.hmacMD5(key: responseKey, proof)
+            let responses = Self.ntlmv2(responseKey: Self.ntowfv2(user: user, password: password, domain: domain),
+                                        serverChallenge: serverChallenge, clientChallenge: Self.random(8),
+                                        timestamp: Self.timestamp(in: targetInfo) ?? Self.fileTime(now), targetInfo: targetInfo)
+            (ntResponse, lmResponse, sessionKey) = (responses.nt, responses.lm, responses.sessionKey)
         }
         let fields: [[UInt8]] = [lmResponse, ntResponse, Array(domain.utf16LE), Array(user.utf16LE), [], []]
         var message = ByteWriter()
@@ -82,6 +77,16 @@ struct NTLMAuthenticator {
         message.u32(flags)
         for field in fields { message.append(field) }
         return DER.tlv(0xA1, DER.sequence(DER.tlv(0xA2, DER.tlv(0x04, message.bytes))))
+    }
+
+    /// MS-NLMP 3.3.2: the NT and LM responses, and the session base key.
+    static func ntlmv2(responseKey: [UInt8], serverChallenge: [UInt8], clientChallenge: [UInt8], timestamp: [UInt8],
+                       targetInfo: [UInt8]) -> (nt: [UInt8], lm: [UInt8], sessionKey: [UInt8]) {
+        var blob: [UInt8] = [1, 1, 0, 0, 0, 0, 0, 0] + timestamp + clientChallenge + [0, 0, 0, 0]
+        blob += targetInfo + [0, 0, 0, 0]
+        let proof = Crypto.hmacMD5(key: responseKey, serverChallenge, blob)
+        return (proof + blob, Crypto.hmacMD5(key: responseKey, serverChallenge, clientChallenge) + clientChallenge,
+                Crypto.hmacMD5(key: responseKey, proof))
     }
 
     static func ntowfv2(user: String, password: String, domain: String) -> [UInt8] {

@@ -33,9 +33,9 @@ struct SMB2Security: Sendable {
 
     /// The transform header (52 bytes) around the encrypted messages; its last 32 bytes
     /// are the additional authenticated data.
-    func seal(_ messages: [UInt8]) -> [UInt8] {
+    func seal(_ messages: [UInt8], nonce chosen: [UInt8]? = nil) -> [UInt8] {
         guard let cipher else { return messages }
-        var nonce = NTLMAuthenticator.random(cipher.nonceBytes)
+        var nonce = chosen ?? NTLMAuthenticator.random(cipher.nonceBytes)
         nonce += [UInt8](repeating: 0, count: 16 - nonce.count)
         var header = ByteWriter(capacity: 52 + messages.count)
         header.u32(0x424D_53FD)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import BIN, Samba, Share, empty, free_port, fuse_mounts_under
+from conftest import BIN, SMB_ENGINE, Samba, Share, empty, free_port, fuse_mounts_under, needs_write_behind
 
 
 def use(daemon, letter, remote, *arguments, password=None, expect=0):
@@ -121,6 +121,7 @@ def workers_of(daemon):
     return found
 
 
+@pytest.mark.skipif(SMB_ENGINE == "native", reason="the native engine has no workers")
 def test_a_killed_worker_is_replaced_and_open_files_go_on(daemon, user_share):
     drive = daemon.use("q", user_share, "-o", "closetimeo=0")
     data = os.urandom(3 << 20)
@@ -233,6 +234,7 @@ def test_read_ahead_never_shows_stale_data(daemon, samba, user_share):
         os.close(fd)
 
 
+@needs_write_behind
 def test_write_behind_failure_is_answered_by_close(daemon, samba, user_share):
     """Data the share never got must not look written: close(2) says so."""
     drive = daemon.use("q", user_share, "-o", "timeout=2")
