@@ -6,7 +6,7 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 USERUNITDIR ?= $(PREFIX)/lib/systemd/user
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the build, the tests and the demo need.
-DEB_PACKAGES := fuse3 libfuse3-dev acl man-db pkg-config util-linux python3 libsmbclient-dev samba smbclient systemd python3-gi
+DEB_PACKAGES := fuse3 libfuse3-dev acl man-db pkg-config util-linux python3 libsmbclient-dev nettle-dev samba smbclient systemd python3-gi
 
 RELEASE_BIN = $(shell $(SWIFT) build -c release --show-bin-path)
 DEBUG_BIN   = $(shell $(SWIFT) build --show-bin-path)
@@ -45,11 +45,15 @@ PROPERTY_SEEDS    ?= 1 2 3 4
 PROPERTY_EXAMPLES ?= 30
 PROPERTY_STEPS    ?= 50
 
-# Mounts real FUSE filesystems and switches users with setpriv: run as root.
+# Mounts real FUSE filesystems and switches users with setpriv: run as root. The SMB tests
+# run twice: with libsmbclient (the default engine), then with the native engine.
 integration-test:
 	$(SWIFT) build
 	NETUSE_BIN=$(DEBUG_BIN) NETUSE_PROPERTY_SEEDS="$(PROPERTY_SEEDS)" NETUSE_PROPERTY_EXAMPLES=$(PROPERTY_EXAMPLES) \
 	  NETUSE_PROPERTY_STEPS=$(PROPERTY_STEPS) python3 -m pytest -q -p no:cacheprovider tests/integration
+	NETUSE_BIN=$(DEBUG_BIN) NETUSE_SMB_ENGINE=native NETUSE_PROPERTY_SEEDS="$(PROPERTY_SEEDS)" \
+	  NETUSE_PROPERTY_EXAMPLES=$(PROPERTY_EXAMPLES) NETUSE_PROPERTY_STEPS=$(PROPERTY_STEPS) \
+	  python3 -m pytest -q -p no:cacheprovider tests/integration -k "smb and not engine"
 
 # Longer: the property test on more seeds with longer sequences, then fsx when given one
 # (FSX=/path/to/fsx, built outside the repository as the README says).

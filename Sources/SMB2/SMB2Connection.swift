@@ -20,6 +20,8 @@ final class SMB2Connection: Sendable {
         var replies: [UInt64: SMB2Reply] = [:]
         /// Why the connection is no use any more; every waiter gets it.
         var broken: Errno?
+        /// Whether `socket` is still ours: once closed, its number may be another file's.
+        var open = true
     }
 
     /// How many credits each request asks for: servers grant up to their own limit
@@ -66,8 +68,8 @@ final class SMB2Connection: Sendable {
     func fail(_ error: Errno = Errno(EIO)) {
         flow.withLock { flow in
             if flow.broken == nil { flow.broken = error }
+            if flow.open { shutdown(socket, Int32(SHUT_RDWR)) }
         }
-        shutdown(socket, Int32(SHUT_RDWR))
     }
 
     /// Sends the requests as one compound and waits for every reply. A reply that does not
@@ -161,6 +163,7 @@ final class SMB2Connection: Sendable {
 
     private func write(_ frame: [UInt8]) throws(Errno) {
         try sending.withLock { (_) throws(Errno) in
+            guard flow.withLock({ $0.open && $0.broken == nil }) else { throw Errno(EIO) }
             var done = 0
             while done < frame.count {
                 let count = frame.withUnsafeBytes { Glibc.send(socket, $0.baseAddress! + done, $0.count - done, Int32(MSG_NOSIGNAL)) }
@@ -188,8 +191,14 @@ final class SMB2Connection: Sendable {
     /// The reader thread: frames in, replies to their waiters, until the connection ends.
     private func readReplies() {
         defer {
-            fail()
-            Glibc.close(socket)
+            // Under the sending lock, so that no frame is on its way into a closed number.
+            sending.withLock { _ in
+                flow.withLock { flow in
+                    if flow.broken == nil { flow.broken = Errno(EIO) }
+                    flow.open = false
+                    Glibc.close(socket)
+                }
+            }
         }
         while let prefix = readFully(4) {
             let length = Int(prefix[1]) << 16 | Int(prefix[2]) << 8 | Int(prefix[3])
