@@ -108,32 +108,32 @@ public final class NativeSMBShare: ShareBackend {
         }
     }
 
-    /// A call on the tree; one more try on a new connection when the old one broke on the way.
-    func onTree<T>(_ body: (SMB2Tree) throws(Errno) -> T) throws(Errno) -> T {
-        let (tree, _) = try tree()
+    /// A call on the tree (with its generation); one more try on a new connection when the
+    /// old one broke on the way.
+    func onTree<T>(_ body: (SMB2Tree, Int) throws(Errno) -> T) throws(Errno) -> T {
+        let (tree, generation) = try tree()
         do {
-            return try body(tree)
+            return try body(tree, generation)
         } catch where error.rawValue == EIO && !tree.session.isConnected {
-            return try body(try self.tree().0)
+            let (fresh, generation) = try self.tree()
+            return try body(fresh, generation)
         }
+    }
+
+    func onTree<T>(_ body: (SMB2Tree) throws(Errno) -> T) throws(Errno) -> T {
+        try onTree { (tree, _) throws(Errno) in try body(tree) }
     }
 
     /// A call on an open file, opening it again first if the tree it was opened on is gone.
     func onFile<T>(_ handle: BackendHandle, _ body: (SMB2Tree, SMB2FileId) throws(Errno) -> T) throws(Errno) -> T {
         let file = try file(handle)
-        func attempt() throws(Errno) -> T {
-            let (tree, generation) = try tree()
+        return try onTree { (tree, generation) throws(Errno) in
             let current = file.open.withLock { $0 }
             if current.closed { throw Errno(EBADF) }
             if current.generation == generation { return try body(tree, current.id) }
             let (id, _) = try tree.create(full(file.path), access: Self.access(file.flags), disposition: .open)
             file.open.withLock { $0.id = id; $0.generation = generation }
             return try body(tree, id)
-        }
-        do {
-            return try attempt()
-        } catch where error.rawValue == EIO && health.current != .connected || (link.withLock { $0.tree?.session.isConnected } == false) {
-            return try attempt()
         }
     }
 
@@ -269,11 +269,9 @@ public final class NativeSMBShare: ShareBackend {
         case (false, _, true): disposition = .overwrite
         case (false, _, false): disposition = .open
         }
-        var generation = 0
-        let (id, _) = try onTree { (tree) throws(Errno) in
-            generation = link.withLock { $0.generation }
-            return try tree.create(full(path), access: Self.access(flags), disposition: disposition,
-                                   options: flags & O_CREAT != 0 ? .nonDirectory : [])
+        let (id, generation) = try onTree { (tree, generation) throws(Errno) in
+            (try tree.create(full(path), access: Self.access(flags), disposition: disposition,
+                             options: flags & O_CREAT != 0 ? .nonDirectory : []).0, generation)
         }
         let file = NativeFile(path: path, flags: flags & ~(O_CREAT | O_EXCL | O_TRUNC), id: id, generation: generation)
         return files.withLock { files in

@@ -64,7 +64,4 @@ final class SMB2Sessions: Sendable {
             throw error
         }
     }
-
-    /// Sessions open now (for tests and the bench).
-    var count: Int { entries.withLock { $0.values.filter { $0.session?.isConnected == true }.count } }
 }

@@ -17,6 +17,8 @@ final class SMB2Connection: Sendable {
         var nextId: UInt64 = 0
         var credits = 1
         var waiting: Set<UInt64> = []
+        /// Credits taken by requests whose replies have not come.
+        var charged = 0
         var replies: [UInt64: SMB2Reply] = [:]
         /// Why the connection is no use any more; every waiter gets it.
         var broken: Errno?
@@ -47,7 +49,8 @@ final class SMB2Connection: Sendable {
             entry = address.pointee.ai_next
             let fd = Glibc.socket(address.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard fd >= 0 else { continue }
-            var seconds = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
+            var seconds = timeval(tv_sec: Int(timeout.components.seconds),
+                                  tv_usec: Int(timeout.components.attoseconds / 1_000_000_000_000))
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &seconds, socklen_t(MemoryLayout<timeval>.size))
             var on: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, 4)
@@ -64,6 +67,10 @@ final class SMB2Connection: Sendable {
 
     var isBroken: Bool { flow.withLock { $0.broken != nil } }
 
+    /// Credits granted in all: free now plus held by requests in flight. A request that
+    /// costs more could wait for ever, so reads and writes are cut to fit.
+    var creditWindow: Int { flow.withLock { $0.credits + $0.charged } }
+
     /// Ends the connection: every waiter gets EIO, and the reader thread closes the socket.
     func fail(_ error: Errno = Errno(EIO)) {
         flow.withLock { flow in
@@ -79,6 +86,7 @@ final class SMB2Connection: Sendable {
         let ids: [UInt64]? = try flow.withLock(when: { $0.broken != nil || $0.credits >= charge }, within: timeout) { (flow) throws(Errno) in
             if let broken = flow.broken { throw broken }
             flow.credits -= charge
+            flow.charged += charge
             var ids: [UInt64] = []
             for request in requests {
                 ids.append(flow.nextId)
@@ -120,45 +128,47 @@ final class SMB2Connection: Sendable {
         try send([request])[0]
     }
 
-    /// Headers, compound chaining, signing and encryption: the bytes of one frame.
+    /// Headers, compound chaining, signing and encryption: the bytes of one frame, built in
+    /// one buffer (a write's data is copied once, from its body into the frame).
     private func compose(_ requests: [SMB2Request], ids: [UInt64], sent: (([UInt8]) -> Void)?) -> [UInt8] {
         let security = self.security.withLock { $0 }
-        var messages: [UInt8] = []
+        var frame = ByteWriter(capacity: 4 + requests.reduce(0) { $0 + 72 + $1.body.count })
+        frame.zeros(4)  // the transport's length, set below
         for (index, request) in requests.enumerated() {
-            var header = ByteWriter(capacity: 64 + request.body.count + 8)
-            header.u32(0x424D_53FE)
-            header.u16(64)
-            header.u16(request.creditCharge)
-            header.u32(0)
-            header.u16(request.command.rawValue)
-            header.u16(max(request.creditCharge, Self.creditsWanted))
+            let start = frame.count
+            frame.u32(0x424D_53FE)
+            frame.u16(64)
+            frame.u16(request.creditCharge)
+            frame.u32(0)
+            frame.u16(request.command.rawValue)
+            frame.u16(max(request.creditCharge, Self.creditsWanted))
             let sign = (security.signs || request.alwaysSigned && !security.signingKey.isEmpty) && !security.encrypts
                 && request.command != .negotiate && request.command != .sessionSetup
-            header.u32((request.related ? SMB2Flags.related : 0) | (sign ? SMB2Flags.signed : 0))
-            header.u32(0)  // NextCommand, set below
-            header.u64(ids[index])
-            header.u32(0xFEFF)  // ProcessId
-            header.u32(request.treeId)
-            header.u64(security.sessionId)
-            header.zeros(16)
-            header.append(request.body)
+            frame.u32((request.related ? SMB2Flags.related : 0) | (sign ? SMB2Flags.signed : 0))
+            frame.u32(0)  // NextCommand, set below
+            frame.u64(ids[index])
+            frame.u32(0xFEFF)  // ProcessId
+            frame.u32(request.treeId)
+            frame.u64(security.sessionId)
+            frame.zeros(16)
+            frame.append(request.body)
             if index < requests.count - 1 {
-                header.align(8)
-                header.set32(UInt32(header.count), at: 20)
+                frame.align(8)
+                frame.set32(UInt32(frame.count - start), at: start + 20)
             }
             if sign {
-                let signature = security.sign(header.bytes)
-                header.bytes.replaceSubrange(48..<64, with: signature)
+                // The signature field is still zero, as signing wants it.
+                let signature = security.signature(frame.bytes[start...])
+                frame.bytes.replaceSubrange((start + 48)..<(start + 64), with: signature)
             }
-            messages += header.bytes
         }
-        sent?(messages)
-        if security.encrypts { messages = security.seal(messages) }
-        var frame = [UInt8](repeating: 0, count: 4)
-        frame[1] = UInt8(truncatingIfNeeded: messages.count >> 16)
-        frame[2] = UInt8(truncatingIfNeeded: messages.count >> 8)
-        frame[3] = UInt8(truncatingIfNeeded: messages.count)
-        return frame + messages
+        if let sent { sent(Array(frame.bytes[4...])) }
+        if security.encrypts { frame.bytes = [0, 0, 0, 0] + security.seal(Array(frame.bytes[4...])) }
+        let length = frame.count - 4
+        frame.bytes[1] = UInt8(truncatingIfNeeded: length >> 16)
+        frame.bytes[2] = UInt8(truncatingIfNeeded: length >> 8)
+        frame.bytes[3] = UInt8(truncatingIfNeeded: length)
+        return frame.bytes
     }
 
     private func write(_ frame: [UInt8]) throws(Errno) {
@@ -226,6 +236,7 @@ final class SMB2Connection: Sendable {
                     // An interim answer (the server will reply later) and a break
                     // notification (MessageId all ones) are not the answer anyone waits for.
                     if reply.status == .pending && reply.flags & SMB2Flags.async != 0 { continue }
+                    flow.charged = max(0, flow.charged - Int(max(1, reply.creditCharge)))
                     if flow.waiting.remove(reply.messageId) != nil { flow.replies[reply.messageId] = reply }
                 }
             }

@@ -44,6 +44,8 @@ struct SMB2Reply: Sendable {
     let sessionId: UInt64
     let treeId: UInt32
     let credits: UInt16
+    /// What the request cost, as the server echoes it.
+    let creditCharge: UInt16
     /// The message bytes; `start` is where its header begins.
     let bytes: [UInt8]
     let start: Int
@@ -54,7 +56,8 @@ struct SMB2Reply: Sendable {
     init(_ bytes: [UInt8], start: Int, end: Int) throws(Errno) {
         var reader = ByteReader(bytes, base: start)
         guard end - start >= Self.headerSize, try reader.u32() == 0x424D_53FE else { throw Errno(EPROTO) }
-        try reader.skip(4)  // StructureSize, CreditCharge
+        try reader.skip(2)  // StructureSize
+        creditCharge = try reader.u16()
         status = NTStatus(rawValue: try reader.u32())
         command = try reader.u16()
         credits = try reader.u16()

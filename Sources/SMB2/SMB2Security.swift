@@ -13,22 +13,20 @@ struct SMB2Security: Sendable {
     var encrypts = false
 
     /// Before 3.0 a signature is HMAC-SHA256 with the session key; from 3.0 on, AES-CMAC
-    /// with a key derived from it.
+    /// with a key derived from it. The message's signature field must be zero.
     func signature(_ message: ArraySlice<UInt8>) -> [UInt8] {
-        var copy = Array(message)
-        for index in 48..<64 { copy[index] = 0 }
-        let digest = copy.withUnsafeBytes { bytes in
+        let digest = message.withUnsafeBytes { bytes in
             dialect >= 0x300 ? Crypto.aesCMAC(key: signingKey, bytes) : Crypto.hmacSHA256(key: signingKey, bytes)
         }
         return Array(digest.prefix(16))
     }
 
-    func sign(_ message: [UInt8]) -> [UInt8] { signature(message[...]) }
-
     func verify(_ message: ArraySlice<UInt8>) -> Bool {
         guard message.count >= 64 else { return false }
         let start = message.startIndex
-        return Crypto.equal(signature(message), Array(message[(start + 48)..<(start + 64)]))
+        var unsigned = Array(message)
+        unsigned.replaceSubrange(48..<64, with: repeatElement(0, count: 16))
+        return Crypto.equal(signature(unsigned[...]), Array(message[(start + 48)..<(start + 64)]))
     }
 
     /// The transform header (52 bytes) around the encrypted messages; its last 32 bytes

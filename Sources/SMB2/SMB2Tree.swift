@@ -28,6 +28,14 @@ public struct SMB2FileInfo: Sendable {
     public var index: UInt64 = 0
 
     public var isDirectory: Bool { attributes & SMB2Attributes.directory != 0 }
+
+    /// The four FILETIMEs every SMB2 file information structure starts its times with.
+    mutating func readTimes(_ reader: inout ByteReader) throws(Errno) {
+        creationTime = try reader.u64()
+        accessTime = try reader.u64()
+        writeTime = try reader.u64()
+        changeTime = try reader.u64()
+    }
 }
 
 public enum SMB2Attributes {
@@ -76,8 +84,13 @@ public final class SMB2Tree: Sendable {
     }
 
     var connection: SMB2Connection { session.connection }
-    public var maxRead: Int { max(65_536, min(session.maxRead, 8 << 20)) }
-    public var maxWrite: Int { max(65_536, min(session.maxWrite, 8 << 20)) }
+    public var maxRead: Int { fitted(session.maxRead) }
+    public var maxWrite: Int { fitted(session.maxWrite) }
+
+    /// At most 8 MiB, the server's limit, and what the credits granted so far can pay for.
+    func fitted(_ limit: Int) -> Int {
+        max(65_536, min(limit, 8 << 20, connection.creditWindow * 65_536))
+    }
 
     func request(_ command: SMB2Command, _ body: ByteWriter, payload: Int = 0, related: Bool = false) -> SMB2Request {
         var request = SMB2Request(command, body, payload: payload, treeId: treeId)
@@ -174,10 +187,7 @@ public final class SMB2Tree: Sendable {
         var body = reply.body
         try body.skip(8)
         var info = SMB2FileInfo()
-        info.creationTime = try body.u64()
-        info.accessTime = try body.u64()
-        info.writeTime = try body.u64()
-        info.changeTime = try body.u64()
+        try info.readTimes(&body)
         info.allocation = try body.u64()
         info.size = try body.u64()
         info.attributes = try body.u32()
@@ -228,10 +238,7 @@ public final class SMB2Tree: Sendable {
         guard length >= 72 else { throw Errno(EPROTO) }
         var all = ByteReader(Array(try reply.body.at(offset, length)))
         var info = SMB2FileInfo()
-        info.creationTime = try all.u64()
-        info.accessTime = try all.u64()
-        info.writeTime = try all.u64()
-        info.changeTime = try all.u64()
+        try info.readTimes(&all)
         info.attributes = try all.u32()
         try all.skip(4)
         info.allocation = try all.u64()
@@ -427,7 +434,7 @@ public final class SMB2Tree: Sendable {
     }
 
     /// How much of a listing one QUERY_DIRECTORY asks for (and pays credits for).
-    var listingBuffer: Int { min(max(65_536, session.maxTransact), 1 << 20) }
+    var listingBuffer: Int { min(fitted(session.maxTransact), 1 << 20) }
 
     static func parseListing(_ reply: SMB2Reply, into entries: inout [(name: String, info: SMB2FileInfo)]) throws(Errno) {
         var body = reply.body
@@ -441,10 +448,7 @@ public final class SMB2Tree: Sendable {
             let next = Int(try entry.u32())
             try entry.skip(4)
             var info = SMB2FileInfo()
-            info.creationTime = try entry.u64()
-            info.accessTime = try entry.u64()
-            info.writeTime = try entry.u64()
-            info.changeTime = try entry.u64()
+            try info.readTimes(&entry)
             info.size = try entry.u64()
             info.allocation = try entry.u64()
             info.attributes = try entry.u32()
