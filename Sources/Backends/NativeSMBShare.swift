@@ -17,12 +17,30 @@ public final class NativeSMBShare: ShareBackend {
     /// The tree connect in use, and a generation that counts reconnects.
     let link = Mutex<(tree: SMB2Tree?, generation: Int)>((nil, 0))
     let files = Mutex<(table: [Int64: NativeFile], next: Int64)>(([:], 1))
+    /// Background threads for write-behind and listings ahead: a file's batches go on the
+    /// courier of its handle, so they reach the share in order.
+    let couriers = (0..<4).map { _ in Courier() }
+    /// Files whose write-behind is sending: when none is, nothing needs settling.
+    let writing = Atomic<Int>(0)
+    let listingAhead = ListingAhead()
 
     final class NativeFile: Sendable {
         let path: String
         let flags: Int32
         /// The server's open, and the generation of the tree it was made on.
         let open: Mutex<(id: SMB2FileId, generation: Int, closed: Bool)>
+        /// Writes on their way to the share (write-behind).
+        let data = Monitor(DataState())
+
+        struct DataState: Sendable {
+            var writeBehind = WriteBehind()
+            /// What this file holds of the cache budget, as last accounted.
+            var charged = 0
+
+            mutating func account(_ budget: CacheBudget, closed: Bool = false) {
+                charged = budget.account(from: charged, to: closed ? 0 : writeBehind.held)
+            }
+        }
 
         init(path: String, flags: Int32, id: SMB2FileId, generation: Int) {
             self.path = path
@@ -74,6 +92,7 @@ public final class NativeSMBShare: ShareBackend {
     }
 
     public func disconnect() {
+        couriers.forEach { $0.stop() }
         let tree = link.withLock { link in
             defer { link.tree = nil }
             return link.tree
@@ -195,12 +214,14 @@ public final class NativeSMBShare: ShareBackend {
     }
 
     public func attributes(of path: String) throws(Errno) -> Glibc.stat {
+        settle(path: path)
         let info = try onTree { (tree) throws(Errno) in try tree.info(of: full(path)) }
         return stat(info, path: path)
     }
 
     public func attributes(of handle: BackendHandle) throws(Errno) -> Glibc.stat {
         let path = try file(handle).path
+        settle(path: path)
         let info = try onFile(handle) { (tree, id) throws(Errno) in try tree.info(of: id) }
         return stat(info, path: path)
     }
@@ -210,6 +231,8 @@ public final class NativeSMBShare: ShareBackend {
         if changes.uid.map({ $0 != owner.uid }) == true || changes.gid.map({ $0 != owner.gid }) == true {
             throw Errno(EPERM)
         }
+        settle(path: path)
+        defer { listingAhead.forget(parentOf: path) }
         if let size = changes.size {
             if let handle, (try? file(handle).flags & O_ACCMODE) != O_RDONLY {
                 try onFile(handle) { (tree, id) throws(Errno) in try tree.setEndOfFile(id, UInt64(size)) }
@@ -243,75 +266,47 @@ public final class NativeSMBShare: ShareBackend {
         return try attributes(of: path)
     }
 
+    /// A listing fetched ahead when there is one; then the subdirectories' listings are
+    /// fetched ahead on the couriers, one level below the walker (`find`, `du`).
     public func list(_ path: String) throws(Errno) -> [DirectoryEntry] {
+        settle { _ in true }
+        let entries: [DirectoryEntry]
+        if let ready = listingAhead.take(path) {
+            entries = ready
+        } else {
+            entries = try fetchListing(path)
+        }
+        let first = Int(UInt(bitPattern: path.hashValue) % UInt(couriers.count))
+        for (index, claim) in listingAhead.claim(subdirectoriesOf: path, in: entries).enumerated() {
+            couriers[(first + index) % couriers.count].speculate({ [self] in
+                // Listing while a write-behind is on its way would show sizes it is about to change.
+                let entries = writing.load(ordering: .acquiring) > 0 ? nil : try? fetchListing(claim.path)
+                listingAhead.fetched(claim.path, epoch: claim.epoch, entries)
+            }, cancel: { [self] in listingAhead.fetched(claim.path, epoch: claim.epoch, nil) })
+        }
+        return entries
+    }
+
+    func fetchListing(_ path: String) throws(Errno) -> [DirectoryEntry] {
         let entries = try onTree { (tree) throws(Errno) in try tree.list(full(path)) }
         return entries.map { entry in
             DirectoryEntry(name: entry.name, attributes: stat(entry.info, path: path.isEmpty ? entry.name : path + "/" + entry.name))
         }
     }
 
-    // MARK: files
-
-    public func open(_ path: String, flags: Int32) throws(Errno) -> BackendHandle {
-        try openFile(path, flags: flags & ~(O_CREAT | O_EXCL))
-    }
-
-    public func create(_ path: String, flags: Int32, mode: mode_t, caller: Caller) throws(Errno) -> BackendHandle {
-        try openFile(path, flags: flags | O_CREAT)
-    }
-
-    func openFile(_ path: String, flags: Int32) throws(Errno) -> BackendHandle {
-        let disposition: SMB2Disposition
-        switch (flags & O_CREAT != 0, flags & O_EXCL != 0, flags & O_TRUNC != 0) {
-        case (true, true, _): disposition = .create
-        case (true, false, true): disposition = .overwriteIf
-        case (true, false, false): disposition = .openIf
-        case (false, _, true): disposition = .overwrite
-        case (false, _, false): disposition = .open
-        }
-        let (id, generation) = try onTree { (tree, generation) throws(Errno) in
-            (try tree.create(full(path), access: Self.access(flags), disposition: disposition,
-                             options: flags & O_CREAT != 0 ? .nonDirectory : []).0, generation)
-        }
-        let file = NativeFile(path: path, flags: flags & ~(O_CREAT | O_EXCL | O_TRUNC), id: id, generation: generation)
-        return files.withLock { files in
-            let handle = files.next
-            files.next += 1
-            files.table[handle] = file
-            return BackendHandle(handle)
-        }
-    }
-
-    public func read(_ handle: BackendHandle, into buffer: UnsafeMutableRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
-        try onFile(handle) { (tree, id) throws(Errno) in try tree.read(id, into: buffer, at: UInt64(offset)) }
-    }
-
-    public func write(_ handle: BackendHandle, from buffer: UnsafeRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
-        try onFile(handle) { (tree, id) throws(Errno) in try tree.write(id, from: buffer, at: UInt64(offset)) }
-    }
-
-    /// Writes go through as they come: what a sync adds is the server's own flush.
-    public func sync(_ handle: BackendHandle, dataOnly: Bool) throws(Errno) {
-        try onFile(handle) { (tree, id) throws(Errno) in try tree.flush(id) }
-    }
-
-    public func close(_ handle: BackendHandle) {
-        guard let file = files.withLock({ $0.table.removeValue(forKey: handle.rawValue) }) else { return }
-        let open = file.open.withLock { open in
-            defer { open.closed = true }
-            return open
-        }
-        let (tree, generation) = link.withLock { ($0.tree, $0.generation) }
-        if let tree, generation == open.generation { try? tree.close(open.id) }
-    }
-
     // MARK: names
 
     public func makeDirectory(_ path: String, mode: mode_t, caller: Caller) throws(Errno) {
+        defer { listingAhead.forget(parentOf: path) }
         try onTree { (tree) throws(Errno) in try tree.makeDirectory(full(path)) }
     }
 
     public func removeDirectory(_ path: String) throws(Errno) {
+        settle { $0.path.hasPrefix(path + "/") }
+        defer {
+            listingAhead.forget(parentOf: path)
+            listingAhead.forget(path, subtree: true)
+        }
         try onTree { (tree) throws(Errno) in try tree.remove(full(path), directory: true) }
     }
 
@@ -321,6 +316,7 @@ public final class NativeSMBShare: ShareBackend {
     /// its last close), as it does for libsmbclient, and close deferred handles first.
     public func unlink(_ path: String) throws(Errno) {
         if isOpen(path, below: false) { throw Errno(EBUSY) }
+        defer { listingAhead.forget(parentOf: path) }
         try onTree { (tree) throws(Errno) in try tree.remove(full(path), directory: false) }
     }
 
@@ -328,6 +324,12 @@ public final class NativeSMBShare: ShareBackend {
     /// as with libsmbclient, such a file is not renamed under its holders.
     public func rename(_ from: String, to: String, flags: RenameFlags) throws(Errno) {
         if isOpen(from, below: true) || isOpen(to, below: false) { throw Errno(EBUSY) }
+        defer {
+            for path in [from, to] {
+                listingAhead.forget(parentOf: path)
+                listingAhead.forget(path, subtree: true)
+            }
+        }
         try onTree { (tree) throws(Errno) in try tree.rename(full(from), to: full(to), replace: !flags.contains(.noReplace)) }
     }
 

@@ -169,8 +169,6 @@ def base():
 
 # Which engine SMB drives use in this run (make test runs the SMB tests with each).
 SMB_ENGINE = os.environ.get("NETUSE_SMB_ENGINE", "libsmbclient")
-needs_write_behind = pytest.mark.skipif(
-    SMB_ENGINE == "native", reason="the native engine writes through: write() itself answers what the share refused")
 
 
 class Share:

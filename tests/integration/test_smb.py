@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import BIN, SMB_ENGINE, Samba, Share, empty, free_port, fuse_mounts_under, needs_write_behind
+from conftest import BIN, SMB_ENGINE, Samba, Share, empty, free_port, fuse_mounts_under
 
 
 def use(daemon, letter, remote, *arguments, password=None, expect=0):
@@ -234,7 +234,6 @@ def test_read_ahead_never_shows_stale_data(daemon, samba, user_share):
         os.close(fd)
 
 
-@needs_write_behind
 def test_write_behind_failure_is_answered_by_close(daemon, samba, user_share):
     """Data the share never got must not look written: close(2) says so."""
     drive = daemon.use("q", user_share, "-o", "timeout=2")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import Samba, Share, empty, needs_write_behind
+from conftest import Samba, Share, empty
 
 
 @pytest.fixture
@@ -26,7 +26,6 @@ def small_share(samba):
         empty(top)
 
 
-@needs_write_behind
 def test_a_child_closing_an_inherited_descriptor_does_not_eat_the_parents_error(daemon, small_share):
     drive = daemon.use("q", small_share)
     fd = os.open(drive / "small" / "out.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -47,7 +46,6 @@ def test_a_child_closing_an_inherited_descriptor_does_not_eat_the_parents_error(
             os.close(fd)
 
 
-@needs_write_behind
 def test_a_descriptor_that_did_not_write_does_not_eat_the_writers_error(daemon, small_share):
     drive = daemon.use("q", small_share)
     path = drive / "small" / "out.bin"

@@ -1,0 +1,133 @@
+import Glibc
+import NetUseCore
+import Redirector
+import SMB2
+
+/// File data through the native engine: opens, reads, writes gathered and sent behind the
+/// writer (the same `WriteBehind` as the libsmbclient backend's, on a courier), and closes.
+extension NativeSMBShare {
+    public func open(_ path: String, flags: Int32) throws(Errno) -> BackendHandle {
+        try openFile(path, flags: flags & ~(O_CREAT | O_EXCL))
+    }
+
+    public func create(_ path: String, flags: Int32, mode: mode_t, caller: Caller) throws(Errno) -> BackendHandle {
+        try openFile(path, flags: flags | O_CREAT)
+    }
+
+    func openFile(_ path: String, flags: Int32) throws(Errno) -> BackendHandle {
+        let disposition: SMB2Disposition
+        switch (flags & O_CREAT != 0, flags & O_EXCL != 0, flags & O_TRUNC != 0) {
+        case (true, true, _): disposition = .create
+        case (true, false, true): disposition = .overwriteIf
+        case (true, false, false): disposition = .openIf
+        case (false, _, true): disposition = .overwrite
+        case (false, _, false): disposition = .open
+        }
+        if flags & O_TRUNC != 0 { settle(path: path) }
+        defer { if flags & (O_CREAT | O_TRUNC) != 0 { listingAhead.forget(parentOf: path) } }
+        let (id, generation) = try onTree { (tree, generation) throws(Errno) in
+            (try tree.create(full(path), access: Self.access(flags), disposition: disposition,
+                             options: flags & O_CREAT != 0 ? .nonDirectory : []).0, generation)
+        }
+        let file = NativeFile(path: path, flags: flags & ~(O_CREAT | O_EXCL | O_TRUNC), id: id, generation: generation)
+        return files.withLock { files in
+            let handle = files.next
+            files.next += 1
+            files.table[handle] = file
+            return BackendHandle(handle)
+        }
+    }
+
+    public func read(_ handle: BackendHandle, into buffer: UnsafeMutableRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
+        settle(path: try file(handle).path)
+        return try onFile(handle) { (tree, id) throws(Errno) in try tree.read(id, into: buffer, at: UInt64(offset)) }
+    }
+
+    /// Gathered and sent behind the writer. A batch the share refuses is counted in the
+    /// file's `writeFailures`, which every descriptor open on it hears of at its next fsync
+    /// or close; O_SYNC and O_DSYNC need nothing here, the kernel follows each such write
+    /// with an FSYNC.
+    public func write(_ handle: BackendHandle, from buffer: UnsafeRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
+        let file = try file(handle)
+        defer { listingAhead.forget(parentOf: file.path) }
+        // Over the cache budget the writer waits for the share: what is gathered goes
+        // first, then this write, straight through.
+        if !file.data.withLock({ CacheBudget.shared.hasRoom(for: buffer.count, holding: $0.writeBehind.held) }) {
+            drain(file)
+            return try onFile(handle) { (tree, id) throws(Errno) in try tree.write(id, from: buffer, at: UInt64(offset)) }
+        }
+        let start = file.data.withLock(when: { $0.writeBehind.accepts(buffer.count, at: offset) }) { state in
+            defer { state.account(CacheBudget.shared) }
+            return state.writeBehind.gather(buffer, at: offset)
+        }
+        if start {
+            writing.add(1, ordering: .releasing)
+            couriers[Int(handle.rawValue) % couriers.count].send { [self] in sendBehind(handle, file) }
+        }
+        return buffer.count
+    }
+
+    /// A courier's part of write-behind: sends what is gathered until nothing is.
+    func sendBehind(_ handle: BackendHandle, _ file: NativeFile) {
+        while let (offset, bytes) = file.data.withLock({ state in
+            defer { state.account(CacheBudget.shared) }
+            return state.writeBehind.takeBatch()
+        }) {
+            do throws(Errno) {
+                let written = try bytes.withUnsafeBytes { bytes in
+                    Result { () throws(Errno) in
+                        try onFile(handle) { (tree, id) throws(Errno) in try tree.write(id, from: bytes, at: UInt64(offset)) }
+                    }
+                }.get()
+                if written != bytes.count { throw Errno(EIO) }
+            } catch {
+                file.data.withLock { $0.writeBehind.failures.record(error) }
+            }
+        }
+        writing.subtract(1, ordering: .releasing)
+    }
+
+    /// Waits until the file's write-behind is on the share (or refused, and counted).
+    func drain(_ file: NativeFile) {
+        file.data.withLock(when: { $0.writeBehind.isIdle }) { _ in }
+    }
+
+    /// Waits until the write-behind of every open file `matching` is on the share, so that
+    /// what the share answers next includes it.
+    func settle(_ matching: (NativeFile) -> Bool) {
+        guard writing.load(ordering: .acquiring) > 0 else { return }
+        for file in files.withLock({ $0.table.values.filter(matching) }) { drain(file) }
+    }
+
+    func settle(path: String) {
+        settle { $0.path == path }
+    }
+
+    public func writeFailures(_ handle: BackendHandle) -> WriteFailures {
+        (try? file(handle))?.data.withLock { $0.writeBehind.failures } ?? WriteFailures()
+    }
+
+    /// A close(2): what the file's writers wrote is on the share when this returns.
+    public func flush(_ handle: BackendHandle) throws(Errno) {
+        drain(try file(handle))
+    }
+
+    /// The write-behind, then the server's own flush.
+    public func sync(_ handle: BackendHandle, dataOnly: Bool) throws(Errno) {
+        drain(try file(handle))
+        try onFile(handle) { (tree, id) throws(Errno) in try tree.flush(id) }
+    }
+
+    public func close(_ handle: BackendHandle) {
+        guard let file = try? file(handle) else { return }
+        drain(file)
+        files.withLock { _ = $0.table.removeValue(forKey: handle.rawValue) }
+        file.data.withLock { $0.account(CacheBudget.shared, closed: true) }
+        let open = file.open.withLock { open in
+            defer { open.closed = true }
+            return open
+        }
+        let (tree, generation) = link.withLock { ($0.tree, $0.generation) }
+        if let tree, generation == open.generation { try? tree.close(open.id) }
+    }
+}
