@@ -329,6 +329,37 @@ def memory(work):
         netuse.stop()
 
 
+def tree_rss_kib(pid):
+    """netused and the worker processes it started."""
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return rss_kib(pid) + sum(rss_kib(int(child)) for child in children)
+
+
+def drive_memory(work, port):
+    """What a second and a third drive to the same server cost, with each engine: the native
+    engine shares one session among them, libsmbclient starts workers per drive."""
+    results = {}
+    remote = f"smb://127.0.0.1:{port}/guest"
+    for engine in ("native", "libsmbclient"):
+        netuse = Netuse(work, remote, label=f"memory-{engine}", options=["-o", f"engine={engine}"])
+        try:
+            sizes = []
+            for letter in ("q", "r", "s"):
+                if letter != "q":
+                    path = json.loads(netuse.ctl("use", letter, remote, "-o", f"engine={engine}", "--json").stdout)["drive"]["mountpoint"]
+                else:
+                    path = netuse.path
+                (Path(path) / "seed.cmd").read_bytes()
+                os.listdir(path)
+                time.sleep(0.5)
+                sizes.append(tree_rss_kib(netuse.process.pid))
+            results[engine] = {"one_drive_kib": sizes[0], "second_drive_kib": sizes[1] - sizes[0],
+                               "third_drive_kib": sizes[2] - sizes[1]}
+        finally:
+            netuse.stop()
+    return results
+
+
 def local_limit(work, workloads, repeats):
     """The local share against the FUSE limit: netuse, bindfs (C passthrough), the directory."""
     plain = work / "local-share"
@@ -430,6 +461,10 @@ def main():
             report["runs"][f"{rtt}ms"] = rows
             texts.append(table(rows, ["native", "rclone off", "rclone full", "smbnetfs", "smbclient"],
                                f"SMB share, {rtt} ms round trip (smbclient: get/put, no mount, the wire's ceiling)"))
+        report["drive_memory"] = drive_memory(work, samba.port)
+        texts.append("Memory of drives to one server (netused and its workers, KiB): " + "; ".join(
+            f"{engine}: first {m['one_drive_kib']}, second +{m['second_drive_kib']}, third +{m['third_drive_kib']}"
+            for engine, m in report["drive_memory"].items()))
         local = local_limit(work, ["seqread", "seqwrite", "openclose"], arguments.repeats)
         rows = {w: {("netuse" if name == "netuse-local" else name): local[name][w] for name in local}
                 for w in ["seqread", "seqwrite", "openclose"]}

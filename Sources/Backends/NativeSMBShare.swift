@@ -50,7 +50,7 @@ public final class NativeSMBShare: ShareBackend {
     }
 
     /// Connects at once, so that `use` answers 53, 67, 1326 or 5 before anything is mounted.
-    public init(location: SMBLocation, options: SMB2Session.Options, owner: Caller) throws(NetError) {
+    public init(location: SMBLocation, options: SMB2Session.Options, owner: Caller) throws(ConnectFailure) {
         self.location = location
         self.options = options
         self.owner = (owner.uid, owner.gid)
@@ -62,18 +62,28 @@ public final class NativeSMBShare: ShareBackend {
             if !location.path.isEmpty {
                 guard try tree.info(of: location.path).isDirectory else { throw Errno(ENOTDIR) }
             }
+        } catch SMB2SetupError.noSMB2 {
+            SMB2Sessions.shared.release(sessionKey)
+            throw .onlySMB1
         } catch let error as SMB2SetupError {
             SMB2Sessions.shared.release(sessionKey)
-            throw Self.connectError(error, location: location, user: options.user)
+            throw .refused(Self.connectError(error, location: location, user: options.user))
         } catch let error as Errno {
             SMB2Sessions.shared.release(sessionKey)
             let detail = ["\(location.url): \(error)."]
-            throw error.rawValue == ENOENT || error.rawValue == ENOTDIR ? NetError(.badNetName, detail: detail)
-                : NetError(.badNetPath, detail: detail)
+            throw .refused(error.rawValue == ENOENT || error.rawValue == ENOTDIR ? NetError(.badNetName, detail: detail)
+                : NetError(.badNetPath, detail: detail))
         } catch {
             SMB2Sessions.shared.release(sessionKey)
-            throw NetError(.badNetPath, detail: ["\(location.url): \(error)."])
+            throw .refused(NetError(.badNetPath, detail: ["\(location.url): \(error)."]))
         }
+    }
+
+    /// Why a drive could not be connected: `use`'s answer, or a server for libsmbclient.
+    public enum ConnectFailure: Error {
+        case refused(NetError)
+        /// The server speaks SMB1 only (NT4-era): libsmbclient serves it instead.
+        case onlySMB1
     }
 
     static func connectError(_ error: SMB2SetupError, location: SMBLocation, user: String) -> NetError {
@@ -84,6 +94,7 @@ public final class NativeSMBShare: ShareBackend {
             return NetError(user.isEmpty ? .accessDenied : .logonFailure, detail: ["\(location.url): \(status)."])
         case .badNetName(let status): return NetError(.badNetName, detail: ["\(location.url): \(status)."])
         case .protocolError(let text): return NetError(.badNetPath, detail: ["\(location.url): \(text)."])
+        case .noSMB2: return NetError(.badNetPath, detail: ["\(location.url): no SMB2 answer."])
         }
     }
 

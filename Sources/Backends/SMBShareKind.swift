@@ -22,7 +22,12 @@ public struct SMBShareKind: ShareKind {
             var options = SMB2Session.Options(host: location.server, port: UInt16(location.port ?? 445), user: credentials.user,
                                               password: credentials.password, domain: credentials.domain, timeout: request.timeout)
             options.seal = request.seal
-            return try NativeSMBShare(location: location, options: options, owner: request.owner)
+            do {
+                return try NativeSMBShare(location: location, options: options, owner: request.owner)
+            } catch {
+                if case .refused(let refusal) = error { throw refusal }
+                // An SMB1-only server: libsmbclient, which still speaks SMB1, serves it.
+            }
         }
         return try SMBShare(connection: SMBConnection(url: location.url, user: credentials.user, password: credentials.password,
                                                       domain: credentials.domain, timeout: request.timeout),

@@ -48,6 +48,17 @@ enum Crypto {
         return digest
     }
 
+    /// AES-GMAC: GCM over nothing, with the data as additional authenticated data.
+    static func aesGMAC(key: [UInt8], nonce: [UInt8], _ data: UnsafeRawBufferPointer) -> [UInt8] {
+        var context = gcm_aes128_ctx()
+        nettle_gcm_aes128_set_key(&context, key)
+        nettle_gcm_aes128_set_iv(&context, nonce.count, nonce)
+        nettle_gcm_aes128_update(&context, data.count, data.baseAddress?.assumingMemoryBound(to: UInt8.self))
+        var digest = [UInt8](repeating: 0, count: 16)
+        nettle_gcm_aes128_digest(&context, 16, &digest)
+        return digest
+    }
+
     /// SP800-108 in counter mode with HMAC-SHA256, as SMB 3.x derives its keys (MS-SMB2 3.1.4.2).
     static func deriveKey(_ key: [UInt8], label: [UInt8], context: [UInt8], bits: Int = 128) -> [UInt8] {
         var input: [UInt8] = [0, 0, 0, 1] + label + [0] + context

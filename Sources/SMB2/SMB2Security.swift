@@ -7,16 +7,30 @@ struct SMB2Security: Sendable {
     var sessionId: UInt64 = 0
     var signingKey: [UInt8] = []
     var signs = false
+    /// As 3.1.1's signing-capabilities context chose: 0 HMAC-SHA256, 1 AES-CMAC, 2 AES-GMAC.
+    /// Before 3.0 always HMAC-SHA256; 3.0 and 3.0.2 always AES-CMAC.
+    var signingAlgorithm: UInt16 = 0
     var cipher: SMB2Cipher?
     var encryptionKey: [UInt8] = []
     var decryptionKey: [UInt8] = []
     var encrypts = false
 
-    /// Before 3.0 a signature is HMAC-SHA256 with the session key; from 3.0 on, AES-CMAC
-    /// with a key derived from it. The message's signature field must be zero.
+    /// HMAC-SHA256 with the session key (2.x), AES-CMAC with a derived key (3.x), or
+    /// AES-GMAC (3.1.1 when negotiated), whose nonce is the MessageId and whether the
+    /// server sent it. The message's signature field must be zero.
     func signature(_ message: ArraySlice<UInt8>) -> [UInt8] {
-        let digest = message.withUnsafeBytes { bytes in
-            dialect >= 0x300 ? Crypto.aesCMAC(key: signingKey, bytes) : Crypto.hmacSHA256(key: signingKey, bytes)
+        let start = message.startIndex
+        let digest = message.withUnsafeBytes { bytes -> [UInt8] in
+            switch signingAlgorithm {
+            case 2:
+                var nonce = Array(message[(start + 24)..<(start + 32)])
+                let fromServer = message[start + 16] & UInt8(SMB2Flags.response) != 0
+                let cancel = message[start + 12] == UInt8(SMB2Command.cancel.rawValue) && message[start + 13] == 0
+                nonce += [(fromServer ? 1 : 0) | (cancel ? 2 : 0), 0, 0, 0]
+                return Crypto.aesGMAC(key: signingKey, nonce: nonce, bytes)
+            case 1: return Crypto.aesCMAC(key: signingKey, bytes)
+            default: return Crypto.hmacSHA256(key: signingKey, bytes)
+            }
         }
         return Array(digest.prefix(16))
     }
@@ -66,8 +80,10 @@ struct SMB2Security: Sendable {
     mutating func deriveKeys(sessionKey: [UInt8], preauthHash: [UInt8]) {
         guard dialect >= 0x300 else {
             signingKey = sessionKey
+            signingAlgorithm = 0
             return
         }
+        if dialect < 0x311 { signingAlgorithm = 1 }
         func label(_ text: String) -> [UInt8] { Array(text.utf8) + [0] }
         let bits = cipher == .aes256CCM || cipher == .aes256GCM ? 256 : 128
         if dialect == 0x311 {

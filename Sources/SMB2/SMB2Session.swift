@@ -8,6 +8,8 @@ public enum SMB2SetupError: Error, Sendable {
     case accessDenied(NTStatus)
     case badNetName(NTStatus)
     case protocolError(String)
+    /// The server took the connection but gave no SMB2 answer to NEGOTIATE: it speaks SMB1 only.
+    case noSMB2
 }
 
 /// A logged-on session on one connection: negotiate (2.0.2 to 3.1.1, with pre-authentication
@@ -82,7 +84,7 @@ public final class SMB2Session: Sendable {
         if offersContexts {
             negotiate.align(8)
             negotiate.set32(UInt32(64 + negotiate.count), at: contextOffsetField)
-            negotiate.set16(2, at: contextOffsetField + 4)
+            negotiate.set16(3, at: contextOffsetField + 4)
             // Pre-authentication integrity: SHA-512 with a 32-byte salt.
             negotiate.u16(1); negotiate.u16(38); negotiate.u32(0)
             negotiate.u16(1); negotiate.u16(32); negotiate.u16(1)
@@ -93,12 +95,17 @@ public final class SMB2Session: Sendable {
             negotiate.u16(2); negotiate.u16(UInt16(2 + 2 * ciphers.count)); negotiate.u32(0)
             negotiate.u16(UInt16(ciphers.count))
             for cipher in ciphers { negotiate.u16(cipher.rawValue) }
+            negotiate.align(8)
+            // Signing: AES-GMAC (cheaper than CMAC where the CPU does GCM), else AES-CMAC.
+            negotiate.u16(8); negotiate.u16(6); negotiate.u32(0)
+            negotiate.u16(2); negotiate.u16(2); negotiate.u16(1)
         }
         let reply: SMB2Reply
         do {
             reply = try connection.send([SMB2Request(.negotiate, negotiate)], sent: { hashing($0) })[0]
         } catch {
-            throw .unreachable(error)
+            // Connected, then no SMB2 frame back: an SMB1 server answers in SMB1 or hangs up.
+            throw .noSMB2
         }
         guard reply.status == .success else { throw .protocolError("negotiate: \(reply.status)") }
         hashing(Array(reply.bytes[reply.start..<reply.end]))
@@ -121,6 +128,7 @@ public final class SMB2Session: Sendable {
             let contextOffset = Int(try body.u32())
             guard dialects.contains(dialect) else { throw Errno(EPROTO) }
             security.dialect = dialect
+            security.signingAlgorithm = dialect >= 0x300 ? 1 : 0
             serverRequiresSigning = securityMode & 0x2 != 0
             if dialect == 0x311 {
                 var at = contextOffset
@@ -133,6 +141,9 @@ public final class SMB2Session: Sendable {
                     if type == 2, length >= 4 {
                         _ = try context.u16()
                         cipher = SMB2Cipher(rawValue: try context.u16())
+                    } else if type == 8, length >= 4 {
+                        _ = try context.u16()
+                        security.signingAlgorithm = try context.u16()
                     }
                     at += (8 + length + 7) / 8 * 8
                 }

@@ -77,6 +77,8 @@ func connect(_ request: inout WireReader) throws(Errno) {
     smbc_setOptionNoAutoAnonymousLogin(created, credentials.user.isEmpty ? 0 : 1)
     if !credentials.user.isEmpty { smbc_setOptionUseKerberos(created, 0) }
     smbc_setOptionFallbackAfterKerberos(created, 1)
+    // The native engine hands SMB1-only servers (NT4-era) to libsmbclient: it may speak SMB1.
+    smbc_setOptionProtocols(created, "NT1", nil)
     guard smbc_init_context(created) != nil else { throw Errno.current }
     context = created
     // Proves that the server answers, the share exists and the credentials are good.

@@ -50,6 +50,7 @@ struct ProtocolVectorTests {
         var security = SMB2Security()
         security.dialect = 0x311
         security.cipher = .aes128GCM
+        security.signingAlgorithm = 1  // AES-CMAC, as the example negotiated
         security.deriveKeys(sessionKey: Self.bytes("270e1ba896585eeb7af3472d3b4c75a7"), preauthHash: Self.bytes("""
             0dd13628cc3ed218ef9df9772d436d0887ab9814bfae63a80aa845f36909db79
             28622dddad522d9751640a459762c5a9d6bb084cbb3ce6bdadef5d5bce3c6c01

@@ -15,19 +15,26 @@ import pytest
 from conftest import Samba, Share, fuse_mounts_under
 
 POLICIES = {
-    "signing-3.1.1": {"server signing": "mandatory"},
-    "encryption-3.1.1": {"server smb encrypt": "required"},
+    "signing-gmac-3.1.1": {"server signing": "mandatory", "server smb3 signing algorithms": "AES-128-GMAC"},
+    "signing-cmac-3.1.1": {"server signing": "mandatory", "server smb3 signing algorithms": "AES-128-CMAC"},
     "signing-2.0.2": {"server max protocol": "SMB2_02", "server signing": "mandatory"},
+    "encryption-aes128gcm-3.1.1": {"server smb encrypt": "required", "server smb3 encryption algorithms": "AES-128-GCM"},
+    "encryption-aes128ccm-3.1.1": {"server smb encrypt": "required", "server smb3 encryption algorithms": "AES-128-CCM"},
+    "encryption-aes256gcm-3.1.1": {"server smb encrypt": "required", "server smb3 encryption algorithms": "AES-256-GCM"},
+    "encryption-aes256ccm-3.1.1": {"server smb encrypt": "required", "server smb3 encryption algorithms": "AES-256-CCM"},
     "encryption-3.0": {"server max protocol": "SMB3_00", "server smb encrypt": "required"},
     "only-3.1.1": {"server min protocol": "SMB3_11"},
 }
+
+# An NT4-era server: SMB1 and nothing newer.
+SMB1_ONLY = {"server min protocol": "NT1", "server max protocol": "NT1"}
 
 
 @pytest.fixture
 def strict_samba(request):
     base = Path(tempfile.mkdtemp(prefix="netuse-smbd-strict-", dir="/tmp"))
     base.chmod(0o755)
-    server = Samba(base, settings=POLICIES[request.param])
+    server = Samba(base, settings={**POLICIES, "smb1-only": SMB1_ONLY}[request.param])
     try:
         yield server
     finally:
@@ -56,6 +63,15 @@ def test_the_native_engine_meets_the_servers_policy(daemon, strict_samba):
     drive = daemon.use("q", share, "-o", "engine=native")
     exercise(drive, share.path)
     assert daemon.ctl("delete", "q").returncode == 0
+
+
+@pytest.mark.parametrize("strict_samba", ["smb1-only"], indirect=True)
+def test_an_smb1_only_server_is_handed_to_libsmbclient(daemon, strict_samba):
+    share = Share("smb", strict_samba.base / "user", strict_samba.url("user"), user=Samba.USER, password=Samba.PASSWORD)
+    drive = daemon.use("q", share, "-o", "engine=native")
+    exercise(drive, share.path)
+    workers = subprocess.run(["pgrep", "-P", str(daemon.process.pid), "netuse-smb-wor"], capture_output=True, text=True)
+    assert workers.stdout.split(), "no libsmbclient worker serves the drive"
 
 
 def test_seal_encrypts_where_the_server_does_not_ask(daemon, samba, user_share):
