@@ -82,6 +82,14 @@ final class SMB2Connection: Sendable {
     /// Sends the requests as one compound and waits for every reply. A reply that does not
     /// come within the timeout breaks the connection (its requests' fate is unknown).
     func send(_ requests: [SMB2Request], sent: (([UInt8]) -> Void)? = nil) throws(Errno) -> [SMB2Reply] {
+        try awaitReplies(try submit(requests, sent: sent))
+    }
+
+    /// Sends the requests as one compound and answers their MessageIds, for `awaitReplies`:
+    /// several submitted before any is awaited are on the wire at once.
+    /// `payload` (a write's data) follows the last request's body, copied into the frame only.
+    func submit(_ requests: [SMB2Request], payload: UnsafeRawBufferPointer? = nil,
+                sent: (([UInt8]) -> Void)? = nil) throws(Errno) -> [UInt64] {
         let charge = requests.reduce(0) { $0 + Int($1.creditCharge) }
         let ids: [UInt64]? = try flow.withLock(when: { $0.broken != nil || $0.credits >= charge }, within: timeout) { (flow) throws(Errno) in
             if let broken = flow.broken { throw broken }
@@ -99,13 +107,18 @@ final class SMB2Connection: Sendable {
             fail()
             throw Errno(EIO)
         }
-        let frame = compose(requests, ids: ids, sent: sent)
         do {
-            try write(frame)
+            try write(compose(requests, ids: ids, payload: payload, sent: sent))
         } catch {
             fail()
             throw Errno(EIO)
         }
+        return ids
+    }
+
+    /// The replies to submitted requests, in their order. Every submitted id must be awaited
+    /// (else its reply stays kept); on a broken connection they all fail at once.
+    func awaitReplies(_ ids: [UInt64]) throws(Errno) -> [SMB2Reply] {
         let replies: [SMB2Reply]? = try flow.withLock(when: { flow in flow.broken != nil || ids.allSatisfy { flow.replies[$0] != nil } },
                                                        within: timeout) { (flow) throws(Errno) in
             if ids.allSatisfy({ flow.replies[$0] != nil }) {
@@ -130,9 +143,10 @@ final class SMB2Connection: Sendable {
 
     /// Headers, compound chaining, signing and encryption: the bytes of one frame, built in
     /// one buffer (a write's data is copied once, from its body into the frame).
-    private func compose(_ requests: [SMB2Request], ids: [UInt64], sent: (([UInt8]) -> Void)?) -> [UInt8] {
+    private func compose(_ requests: [SMB2Request], ids: [UInt64], payload: UnsafeRawBufferPointer?,
+                         sent: (([UInt8]) -> Void)?) -> [UInt8] {
         let security = self.security.withLock { $0 }
-        var frame = ByteWriter(capacity: 4 + requests.reduce(0) { $0 + 72 + $1.body.count })
+        var frame = ByteWriter(capacity: 4 + (payload?.count ?? 0) + requests.reduce(0) { $0 + 72 + $1.body.count })
         frame.zeros(4)  // the transport's length, set below
         for (index, request) in requests.enumerated() {
             let start = frame.count
@@ -152,6 +166,7 @@ final class SMB2Connection: Sendable {
             frame.u64(security.sessionId)
             frame.zeros(16)
             frame.append(request.body)
+            if index == requests.count - 1, let payload { frame.append(payload) }
             if index < requests.count - 1 {
                 frame.align(8)
                 frame.set32(UInt32(frame.count - start), at: start + 20)

@@ -361,11 +361,17 @@ public final class SMB2Tree: Sendable {
         return done
     }
 
+    /// Writes all of the buffer, in pieces of at most 1 MiB that are all on the wire at once:
+    /// a batch of several MiB costs one round trip, and the data is copied once, a piece at a
+    /// time, into its frame.
     public func write(_ file: SMB2FileId, from buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(Errno) -> Int {
+        let piece = min(maxWrite, 1 << 20)
+        var submitted: [(ids: [UInt64], length: Int)] = []
+        var failure: Errno?
         var done = 0
         repeat {
-            let length = min(buffer.count - done, maxWrite)
-            var body = ByteWriter(capacity: 48 + length)
+            let length = min(buffer.count - done, piece)
+            var body = ByteWriter(capacity: 48)
             body.u16(49)
             body.u16(64 + 48)
             body.u32(UInt32(length))
@@ -376,16 +382,32 @@ public final class SMB2Tree: Sendable {
             body.u16(0)
             body.u16(0)
             body.u32(0)
-            body.append(UnsafeRawBufferPointer(rebasing: buffer[done..<(done + length)]))
-            let reply = try connection.send(request(.write, body, payload: length))
-            try reply.check()
-            var answer = reply.body
-            try answer.skip(4)
-            let count = Int(try answer.u32())
-            guard count > 0 || length == 0 else { throw Errno(EIO) }
-            done += count
+            do {
+                let data = UnsafeRawBufferPointer(rebasing: buffer[done..<(done + length)])
+                submitted.append((try connection.submit([request(.write, body, payload: length)], payload: data), length))
+            } catch {
+                failure = error
+                break
+            }
+            done += length
         } while done < buffer.count
-        return done
+        // Every piece sent is awaited, also after a failure, so that no reply is left kept.
+        var written = 0
+        for (ids, length) in submitted {
+            do {
+                let reply = try connection.awaitReplies(ids)[0]
+                try reply.check()
+                var answer = reply.body
+                try answer.skip(4)
+                let count = Int(try answer.u32())
+                if count != length && failure == nil { failure = Errno(EIO) }
+                written += count
+            } catch {
+                if failure == nil { failure = error }
+            }
+        }
+        if let failure { throw failure }
+        return written
     }
 
     public func flush(_ file: SMB2FileId) throws(Errno) {
