@@ -46,12 +46,12 @@ PROPERTY_EXAMPLES ?= 30
 PROPERTY_STEPS    ?= 50
 
 # Mounts real FUSE filesystems and switches users with setpriv: run as root. The SMB tests
-# run twice: with libsmbclient (the default engine), then with the native engine.
+# run twice: with the native engine (the default), then with libsmbclient.
 integration-test:
 	$(SWIFT) build
 	NETUSE_BIN=$(DEBUG_BIN) NETUSE_PROPERTY_SEEDS="$(PROPERTY_SEEDS)" NETUSE_PROPERTY_EXAMPLES=$(PROPERTY_EXAMPLES) \
 	  NETUSE_PROPERTY_STEPS=$(PROPERTY_STEPS) python3 -m pytest -q -p no:cacheprovider tests/integration
-	NETUSE_BIN=$(DEBUG_BIN) NETUSE_SMB_ENGINE=native NETUSE_PROPERTY_SEEDS="$(PROPERTY_SEEDS)" \
+	NETUSE_BIN=$(DEBUG_BIN) NETUSE_SMB_ENGINE=libsmbclient NETUSE_PROPERTY_SEEDS="$(PROPERTY_SEEDS)" \
 	  NETUSE_PROPERTY_EXAMPLES=$(PROPERTY_EXAMPLES) NETUSE_PROPERTY_STEPS=$(PROPERTY_STEPS) \
 	  python3 -m pytest -q -p no:cacheprovider tests/integration -k "smb and not engine"
 

@@ -435,8 +435,8 @@ def main():
             systems, rows = [], {}
             try:
                 for make in (lambda: Netuse(work, f"smb://127.0.0.1:{port}/guest", label=f"netuse-{rtt}"),
-                             lambda: Netuse(work, f"smb://127.0.0.1:{port}/guest", label=f"native-{rtt}",
-                                            options=["-o", "engine=native"]),
+                             lambda: Netuse(work, f"smb://127.0.0.1:{port}/guest", label=f"libsmbclient-{rtt}",
+                                            options=["-o", "engine=libsmbclient"]),
                              lambda: rclone(work, port, "off"), lambda: rclone(work, port, "full"),
                              lambda: smbnetfs(work, port)):
                     try:
@@ -459,7 +459,7 @@ def main():
                 if proxy:
                     proxy.stop()
             report["runs"][f"{rtt}ms"] = rows
-            texts.append(table(rows, ["native", "rclone off", "rclone full", "smbnetfs", "smbclient"],
+            texts.append(table(rows, ["libsmbclient", "rclone off", "rclone full", "smbnetfs", "smbclient"],
                                f"SMB share, {rtt} ms round trip (smbclient: get/put, no mount, the wire's ceiling)"))
         report["drive_memory"] = drive_memory(work, samba.port)
         texts.append("Memory of drives to one server (netused and its workers, KiB): " + "; ".join(

@@ -3,7 +3,8 @@ import Redirector
 import SMB2
 
 /// An SMB share: `//server/share[/path]`, `\\server\share[\path]` or
-/// `smb://[user@]server[:port]/share[/path]`, served through libsmbclient workers.
+/// `smb://[user@]server[:port]/share[/path]`, served by the native engine, or by
+/// libsmbclient workers when asked (`-o engine=libsmbclient`) or when the server speaks SMB1 only.
 public struct SMBShareKind: ShareKind {
     public let scheme = "smb"
 
@@ -42,5 +43,5 @@ public enum SMBEngine: String, Sendable, CaseIterable {
     /// libsmbclient, in worker processes: for servers that speak only SMB1.
     case libsmbclient
 
-    public static let standard = SMBEngine.libsmbclient
+    public static let standard = SMBEngine.native
 }

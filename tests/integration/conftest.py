@@ -168,7 +168,7 @@ def base():
 
 
 # Which engine SMB drives use in this run (make test runs the SMB tests with each).
-SMB_ENGINE = os.environ.get("NETUSE_SMB_ENGINE", "libsmbclient")
+SMB_ENGINE = os.environ.get("NETUSE_SMB_ENGINE", "native")
 
 
 class Share:
