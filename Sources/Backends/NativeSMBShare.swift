@@ -123,7 +123,7 @@ public final class NativeSMBShare: ShareBackend {
         do {
             let fresh = try connectTree()
             health.set(.connected)
-            return link.withLock { link in
+            let (chosen, generation) = link.withLock { link in
                 if let installed = link.tree, installed.session.isConnected, installed !== current {
                     return (installed, link.generation)
                 }
@@ -131,6 +131,9 @@ public final class NativeSMBShare: ShareBackend {
                 link.generation += 1
                 return (fresh, link.generation)
             }
+            // Another thread reconnected first: its tree serves, this one goes.
+            if chosen !== fresh { fresh.disconnect() }
+            return (chosen, generation)
         } catch {
             health.reconnectFailed()
             throw Errno(EIO)

@@ -19,6 +19,8 @@ final class SMB2Connection: Sendable {
         var waiting: Set<UInt64> = []
         /// Credits taken by requests whose replies have not come.
         var charged = 0
+        /// Requests posted without waiting: their replies are dropped as they come.
+        var unwanted: Set<UInt64> = []
         var replies: [UInt64: SMB2Reply] = [:]
         /// Why the connection is no use any more; every waiter gets it.
         var broken: Errno?
@@ -114,6 +116,15 @@ final class SMB2Connection: Sendable {
             throw Errno(EIO)
         }
         return ids
+    }
+
+    /// Sends without waiting for the answer (a tree disconnect or logoff while the server may
+    /// be hung must not hold up a delete or a stop); the reply is dropped when it comes.
+    func post(_ request: SMB2Request) {
+        guard let ids = try? submit([request]) else { return }
+        flow.withLock { flow in
+            for id in ids where flow.replies.removeValue(forKey: id) == nil { flow.unwanted.insert(id) }
+        }
     }
 
     /// The replies to submitted requests, in their order. Every submitted id must be awaited
@@ -252,7 +263,9 @@ final class SMB2Connection: Sendable {
                     // notification (MessageId all ones) are not the answer anyone waits for.
                     if reply.status == .pending && reply.flags & SMB2Flags.async != 0 { continue }
                     flow.charged = max(0, flow.charged - Int(max(1, reply.creditCharge)))
-                    if flow.waiting.remove(reply.messageId) != nil { flow.replies[reply.messageId] = reply }
+                    if flow.waiting.remove(reply.messageId) != nil, flow.unwanted.remove(reply.messageId) == nil {
+                        flow.replies[reply.messageId] = reply
+                    }
                 }
             }
         }

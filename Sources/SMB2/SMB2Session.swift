@@ -223,8 +223,13 @@ public final class SMB2Session: Sendable {
     }
 
     /// Logs off and ends the connection; the connection's reader thread closes the socket.
+    /// Logs off without waiting for the answer, and ends the connection once the frame is out
+    /// (the server closes what the session had open).
     public func close() {
-        _ = try? connection.send(SMB2Request(.logoff, { var body = ByteWriter(); body.u16(4); body.u16(0); return body }()))
+        var body = ByteWriter()
+        body.u16(4)
+        body.u16(0)
+        connection.post(SMB2Request(.logoff, body))
         connection.fail(Errno(ESHUTDOWN))
     }
 

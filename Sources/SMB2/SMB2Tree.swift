@@ -100,11 +100,12 @@ public final class SMB2Tree: Sendable {
         return request
     }
 
+    /// Sent, not awaited: a hung server does not hold up the drive's delete.
     public func disconnect() {
         var body = ByteWriter()
         body.u16(4)
         body.u16(0)
-        _ = try? connection.send(request(.treeDisconnect, body))
+        connection.post(request(.treeDisconnect, body))
     }
 
     // MARK: requests, as bodies
