@@ -24,11 +24,9 @@ extension NativeSMBShare {
         case (false, _, false): disposition = .open
         }
         if flags & O_TRUNC != 0 {
-            // Before, and again after, as for a truncate: a fetch may be on its way meanwhile.
             settle(path: path)
             forgetReadAhead(path)
         }
-        defer { if flags & O_TRUNC != 0 { forgetReadAhead(path) } }
         defer { if flags & (O_CREAT | O_TRUNC) != 0 { listingAhead.forget(parentOf: path) } }
         let (id, generation) = try onTree { (tree, generation) throws(Errno) in
             (try tree.create(full(path), access: Self.access(flags), disposition: disposition,
