@@ -23,10 +23,7 @@ extension NativeSMBShare {
         case (false, _, true): disposition = .overwrite
         case (false, _, false): disposition = .open
         }
-        if flags & O_TRUNC != 0 {
-            settle(path: path)
-            forgetReadAhead(path)
-        }
+        if flags & O_TRUNC != 0 { settle(path: path) }
         defer { if flags & (O_CREAT | O_TRUNC) != 0 { listingAhead.forget(parentOf: path) } }
         let (id, generation) = try onTree { (tree, generation) throws(Errno) in
             (try tree.create(full(path), access: Self.access(flags), disposition: disposition,
@@ -41,70 +38,9 @@ extension NativeSMBShare {
         }
     }
 
-    /// Sequential reads are served from batches read ahead (the same `ReadAhead` as the
-    /// libsmbclient backend's), up to four on their way at once on the couriers; others go
-    /// to the share as they come.
     public func read(_ handle: BackendHandle, into buffer: UnsafeMutableRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
-        let file = try file(handle)
-        settle(path: file.path)
-        var done = 0
-        while done < buffer.count {
-            let position = offset + off_t(done)
-            let rest = UnsafeMutableRawBufferPointer(rebasing: buffer[done...])
-            let step = file.data.withLock(when: { !$0.readAhead.mustWait(for: position) }) { state in
-                state.withinBudget(state.readAhead.step(at: position, into: rest, now: MonotonicClock.now()))
-            }
-            switch step {
-            case .copied(let count, let prefetches):
-                done += count
-                for (lane, range) in prefetches.enumerated() {
-                    couriers[(Int(handle.rawValue) + lane + 1) % couriers.count].speculate(
-                        { [self] in _ = try? fetch(handle, file, range) },
-                        cancel: { file.data.withLock { $0.readAhead.fetchEnded(range) } })
-                }
-            case .endOfFile:
-                return done
-            case .fetch(let range):
-                try fetch(handle, file, range)
-            case .direct:
-                return try done + onFile(handle) { (tree, id) throws(Errno) in try tree.read(id, into: rest, at: UInt64(position)) }
-            }
-        }
-        return done
-    }
-
-    /// Reads a batch for the read-ahead; it keeps the received frame, uncopied.
-    func fetch(_ handle: BackendHandle, _ file: NativeFile, _ range: ReadAhead.Range) throws(Errno) {
-        do throws(Errno) {
-            let bytes = try onFile(handle) { (tree, id) throws(Errno) in try tree.read(id, count: range.count, at: UInt64(range.offset)) }
-            file.data.withLock { state in
-                state.readAhead.fetched(bytes, for: range, now: MonotonicClock.now())
-                state.account(CacheBudget.shared)
-            }
-        } catch {
-            file.data.withLock { state in
-                state.readAhead.fetchEnded(range)
-                state.account(CacheBudget.shared)
-            }
-            throw error
-        }
-    }
-
-    /// What was read ahead of `path` is stale; `besides` forgets its own under its own lock.
-    func forgetReadAhead(_ path: String, besides writer: NativeFile? = nil) {
-        for file in files.withLock({ $0.table.values.filter { $0.path == path && $0 !== writer } }) {
-            file.data.withLock { state in
-                state.readAhead.forget()
-                state.account(CacheBudget.shared)
-            }
-        }
-    }
-
-    public func revived(_ handle: BackendHandle) {
-        (try? file(handle))?.data.withLock { state in
-            state.readAhead.forget()
-            state.account(CacheBudget.shared)
-        }
+        settle(path: try file(handle).path)
+        return try onFile(handle) { (tree, id) throws(Errno) in try tree.read(id, into: buffer, at: UInt64(offset)) }
     }
 
     /// Gathered and sent behind the writer. A batch the share refuses is counted in the
@@ -113,21 +49,14 @@ extension NativeSMBShare {
     /// with an FSYNC.
     public func write(_ handle: BackendHandle, from buffer: UnsafeRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
         let file = try file(handle)
-        forgetReadAhead(file.path, besides: file)
         defer { listingAhead.forget(parentOf: file.path) }
         // Over the cache budget the writer waits for the share: what is gathered goes
         // first, then this write, straight through.
-        if !file.data.withLock({ CacheBudget.shared.hasRoom(for: buffer.count, holding: $0.held) }) {
+        if !file.data.withLock({ CacheBudget.shared.hasRoom(for: buffer.count, holding: $0.writeBehind.held) }) {
             drain(file)
-            file.data.withLock { state in
-                state.readAhead.forget()
-                state.account(CacheBudget.shared)
-            }
-            defer { forgetReadAhead(file.path) }
             return try onFile(handle) { (tree, id) throws(Errno) in try tree.write(id, from: buffer, at: UInt64(offset)) }
         }
         let start = file.data.withLock(when: { $0.writeBehind.accepts(buffer.count, at: offset) }) { state in
-            state.readAhead.forget()
             defer { state.account(CacheBudget.shared) }
             return state.writeBehind.gather(buffer, at: offset)
         }
@@ -154,8 +83,6 @@ extension NativeSMBShare {
             } catch {
                 file.data.withLock { $0.writeBehind.failures.record(error) }
             }
-            // A fetch that read the share before this batch landed holds what it replaced.
-            forgetReadAhead(file.path)
         }
         writing.subtract(1, ordering: .releasing)
     }
@@ -195,10 +122,7 @@ extension NativeSMBShare {
         guard let file = try? file(handle) else { return }
         drain(file)
         files.withLock { _ = $0.table.removeValue(forKey: handle.rawValue) }
-        file.data.withLock { state in
-            state.closed = true
-            state.account(CacheBudget.shared)
-        }
+        file.data.withLock { $0.account(CacheBudget.shared, closed: true) }
         let open = file.open.withLock { open in
             defer { open.closed = true }
             return open

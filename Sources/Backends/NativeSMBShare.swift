@@ -19,9 +19,7 @@ public final class NativeSMBShare: ShareBackend {
     let files = Mutex<(table: [Int64: NativeFile], next: Int64)>(([:], 1))
     /// Background threads for write-behind and listings ahead: a file's batches go on the
     /// courier of its handle, so they reach the share in order.
-    let couriers = (0..<NativeSMBShare.lanes).map { _ in Courier() }
-    /// How many batches read ahead of one file may be on their way at once.
-    static let lanes = 4
+    let couriers = (0..<4).map { _ in Courier() }
     /// Files whose write-behind is sending: when none is, nothing needs settling.
     let writing = Atomic<Int>(0)
     let listingAhead = ListingAhead()
@@ -31,14 +29,17 @@ public final class NativeSMBShare: ShareBackend {
         let flags: Int32
         /// The server's open, and the generation of the tree it was made on.
         let open: Mutex<(id: SMB2FileId, generation: Int, closed: Bool)>
-        /// Data read ahead and written behind.
+        /// Writes on their way to the share (write-behind).
         let data = Monitor(DataState())
 
-        struct DataState: FileDataState, Sendable {
-            var readAhead = ReadAhead(lanes: NativeSMBShare.lanes)
+        struct DataState: Sendable {
             var writeBehind = WriteBehind()
-            var closed = false
+            /// What this file holds of the cache budget, as last accounted.
             var charged = 0
+
+            mutating func account(_ budget: CacheBudget, closed: Bool = false) {
+                charged = budget.account(from: charged, to: closed ? 0 : writeBehind.held)
+            }
         }
 
         init(path: String, flags: Int32, id: SMB2FileId, generation: Int) {
@@ -247,10 +248,6 @@ public final class NativeSMBShare: ShareBackend {
         settle(path: path)
         defer { listingAhead.forget(parentOf: path) }
         if let size = changes.size {
-            // Before, and again after: a fetch may read the old end while the truncate is
-            // on its way, and an end of file read ahead would shorten the next read.
-            forgetReadAhead(path)
-            defer { forgetReadAhead(path) }
             if let handle, (try? file(handle).flags & O_ACCMODE) != O_RDONLY {
                 try onFile(handle) { (tree, id) throws(Errno) in try tree.setEndOfFile(id, UInt64(size)) }
             } else {

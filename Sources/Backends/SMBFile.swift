@@ -18,7 +18,7 @@ final class SMBFile: Sendable {
         var generation: Int
     }
 
-    struct State: FileDataState {
+    struct State {
         /// By worker index.
         var opens: [Int: RemoteOpen]
         var readAhead: ReadAhead
@@ -28,7 +28,17 @@ final class SMBFile: Sendable {
         /// Set by close: a fetch ahead still on a courier must not open the file again on
         /// its worker, where nobody would close it.
         var closed = false
+        /// What this file holds of the cache budget, as last accounted.
         var charged = 0
+
+        /// Bytes of file data the file holds in memory: batches read ahead and on their way,
+        /// writes gathered and being sent.
+        var held: Int { readAhead.held + writeBehind.held }
+
+        /// Brings the budget up to date with what the file holds now.
+        mutating func account(_ budget: CacheBudget) {
+            charged = budget.account(from: charged, to: closed ? 0 : held)
+        }
     }
 
     init(worker: Int, path: String, flags: Int32, open: RemoteOpen, workers: Int) {

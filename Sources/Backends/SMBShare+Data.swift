@@ -48,7 +48,7 @@ extension SMBShare {
             let rest = UnsafeMutableRawBufferPointer(rebasing: buffer[done...])
             let step = file.state.withLock(when: { !$0.readAhead.mustWait(for: position) }) { state in
                 let step = state.readAhead.step(at: position, into: rest, now: MonotonicClock.now())
-                return state.withinBudget(step)
+                return Self.withinBudget(step, &state)
             }
             switch step {
             case .copied(let count, let prefetches):
@@ -84,6 +84,28 @@ extension SMBShare {
             guard data.count <= buffer.count else { throw Errno(EPROTO) }
             data.withUnsafeBytes { buffer.copyMemory(from: $0) }
             return data.count
+        }
+    }
+
+    /// Over the cache budget, reading ahead shrinks: prefetches beyond it are not started, and
+    /// a read that would fetch a batch reads straight into the caller's buffer instead.
+    static func withinBudget(_ step: ReadAhead.Step, _ state: inout SMBFile.State) -> ReadAhead.Step {
+        let budget = CacheBudget.shared
+        state.account(budget)
+        switch step {
+        case .copied(let count, var prefetches):
+            while let last = prefetches.last, budget.inUse > budget.limit || state.held > budget.perFile {
+                state.readAhead.fetchEnded(last)
+                prefetches.removeLast()
+                state.account(budget)
+            }
+            return .copied(count, prefetch: prefetches)
+        case .fetch(let range) where budget.inUse > budget.limit || state.held > budget.perFile:
+            state.readAhead.fetchEnded(range)
+            state.account(budget)
+            return .direct
+        default:
+            return step
         }
     }
 

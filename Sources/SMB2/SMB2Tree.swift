@@ -326,67 +326,45 @@ public final class SMB2Tree: Sendable {
 
     // MARK: data
 
-    /// Reads up to `buffer.count` bytes; fewer only at the end of the file.
+    /// Reads up to `buffer.count` bytes; fewer only at the end of the file. Pieces larger than
+    /// the server's MaxReadSize go as several requests in flight at once.
     public func read(_ file: SMB2FileId, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(Errno) -> Int {
         var done = 0
         while done < buffer.count {
-            let asked = min(buffer.count - done, maxRead)
-            let data = try readOnce(file, count: asked, at: offset + UInt64(done))
-            data.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + data.count)]).copyMemory(from: $0) }
-            done += data.count
-            if data.count < asked { break }  // the file ends here
+            let length = min(buffer.count - done, maxRead)
+            var body = ByteWriter()
+            body.u16(49)
+            body.u8(0x50)
+            body.u8(0)
+            body.u32(UInt32(length))
+            body.u64(offset + UInt64(done))
+            file.write(to: &body)
+            body.u32(0)
+            body.u32(0)
+            body.u32(0)
+            body.u16(0)
+            body.u16(0)
+            body.u8(0)
+            let reply = try connection.send(request(.read, body, payload: length))
+            if reply.status == .endOfFile { break }
+            try reply.check()
+            var answer = reply.body
+            try answer.skip(2)
+            let dataOffset = Int(try answer.u8())
+            try answer.skip(1)
+            let count = Int(try answer.u32())
+            guard count <= length else { throw Errno(EPROTO) }
+            let data = try reply.body.at(dataOffset, count)
+            data.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + count)]).copyMemory(from: $0) }
+            done += count
+            if count < length { break }
         }
         return done
     }
 
-    /// Up to `count` bytes; fewer only at the end of the file. Within MaxReadSize (the usual
-    /// case) the answer is the received frame's own bytes: a batch read ahead keeps them
-    /// without a copy.
-    public func read(_ file: SMB2FileId, count: Int, at offset: UInt64) throws(Errno) -> ArraySlice<UInt8> {
-        var asked = min(count, maxRead)
-        let first = try readOnce(file, count: asked, at: offset)
-        guard first.count == asked, asked < count else { return first }
-        var joined = Array(first)
-        while joined.count < count {
-            asked = min(count - joined.count, maxRead)
-            let piece = try readOnce(file, count: asked, at: offset + UInt64(joined.count))
-            joined += piece
-            if piece.count < asked { break }
-        }
-        return joined[...]
-    }
-
-    /// One READ request of exactly `count` bytes (within MaxReadSize).
-    func readOnce(_ file: SMB2FileId, count: Int, at offset: UInt64) throws(Errno) -> ArraySlice<UInt8> {
-        let reply = try connection.send(request(.read, readBody(file, length: count, at: offset), payload: count))
-        if reply.status == .endOfFile { return [] }
-        try reply.check()
-        var answer = reply.body
-        try answer.skip(2)
-        let dataOffset = Int(try answer.u8())
-        try answer.skip(1)
-        let received = Int(try answer.u32())
-        guard received <= count else { throw Errno(EPROTO) }
-        return try reply.body.at(dataOffset, received)
-    }
-
-    func readBody(_ file: SMB2FileId, length: Int, at offset: UInt64) -> ByteWriter {
-        var body = ByteWriter()
-        body.u16(49)
-        body.u8(0x50)
-        body.u8(0)
-        body.u32(UInt32(length))
-        body.u64(offset)
-        file.write(to: &body)
-        body.u32(0)
-        body.u32(0)
-        body.u32(0)
-        body.u16(0)
-        body.u16(0)
-        body.u8(0)
-        return body
-    }
-
+    /// Writes all of the buffer, in pieces of at most 1 MiB that are all on the wire at once:
+    /// a batch of several MiB costs one round trip, and the data is copied once, a piece at a
+    /// time, into its frame.
     public func write(_ file: SMB2FileId, from buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(Errno) -> Int {
         let piece = min(maxWrite, 1 << 20)
         var submitted: [(ids: [UInt64], length: Int)] = []
