@@ -25,16 +25,8 @@ extension NativeSMBShare {
         }
         if flags & O_TRUNC != 0 { settle(path: path) }
         defer { if flags & (O_CREAT | O_TRUNC) != 0 { listingAhead.forget(parentOf: path) } }
-        let (id, generation) = try onTree { (tree, generation) throws(Errno) in
-            (try tree.create(full(path), access: Self.access(flags), disposition: disposition,
-                             options: flags & O_CREAT != 0 ? .nonDirectory : []).0, generation)
-        }
-        let file = NativeFile(path: path, flags: flags & ~(O_CREAT | O_EXCL | O_TRUNC), id: id, generation: generation)
-        return files.withLock { files in
-            let handle = files.next
-            files.next += 1
-            files.table[handle] = file
-            return BackendHandle(handle)
+        return try onTree { (tree, generation) throws(Errno) in
+            try openLeased(full(path), path: path, flags: flags, disposition: disposition, on: tree, generation: generation)
         }
     }
 
@@ -128,6 +120,9 @@ extension NativeSMBShare {
             return open
         }
         let (tree, generation) = link.withLock { ($0.tree, $0.generation) }
-        if let tree, generation == open.generation { try? tree.close(open.id) }
+        guard let tree, generation == open.generation else { return }
+        // The close ends the lease: a break on its way for it concerns nobody.
+        try? tree.close(open.id)
+        if let target = open.breaks { tree.session.stopBreaks(target) }
     }
 }

@@ -14,6 +14,8 @@ public final class NativeSMBShare: ShareBackend {
     let sessionKey: String
     let health = SMBHealth()
     let owner: (uid: uid_t, gid: gid_t)
+    /// Whether opens ask for leases (`-o nolease` says no).
+    let asksForLeases: Bool
     /// The tree connect in use, and a generation that counts reconnects.
     let link = Mutex<(tree: SMB2Tree?, generation: Int)>((nil, 0))
     let files = Mutex<(table: [Int64: NativeFile], next: Int64)>(([:], 1))
@@ -24,11 +26,26 @@ public final class NativeSMBShare: ShareBackend {
     let writing = Atomic<Int>(0)
     let listingAhead = ListingAhead()
 
+    /// Who hears of lease breaks: the redirector, set once before the first open.
+    let breakObserver = Mutex<(@Sendable (BackendHandle, HandleCaching) -> Void)?>(nil)
+
     final class NativeFile: Sendable {
         let path: String
         let flags: Int32
-        /// The server's open, and the generation of the tree it was made on.
-        let open: Mutex<(id: SMB2FileId, generation: Int, closed: Bool)>
+        /// The lease every open of it (a reopen after a reconnect too) asks for.
+        let lease: SMB2LeaseRequest
+        /// The server's open, the generation of the tree it was made on, and what its lease
+        /// lets the drive cache.
+        let open: Mutex<Open>
+
+        struct Open: Sendable {
+            var id: SMB2FileId
+            var generation: Int
+            var closed = false
+            var caching: SMB2Caching = []
+            /// What the server's breaks for it name, while it holds a lease or oplock.
+            var breaks: SMB2Break.Target?
+        }
         /// Writes on their way to the share (write-behind).
         let data = Monitor(DataState())
 
@@ -42,16 +59,18 @@ public final class NativeSMBShare: ShareBackend {
             }
         }
 
-        init(path: String, flags: Int32, id: SMB2FileId, generation: Int) {
+        init(path: String, flags: Int32, lease: SMB2LeaseRequest, open: Open) {
             self.path = path
             self.flags = flags
-            self.open = Mutex((id, generation, false))
+            self.lease = lease
+            self.open = Mutex(open)
         }
     }
 
     /// Connects at once, so that `use` answers 53, 67, 1326 or 5 before anything is mounted.
-    public init(location: SMBLocation, options: SMB2Session.Options, owner: Caller) throws(ConnectFailure) {
+    public init(location: SMBLocation, options: SMB2Session.Options, owner: Caller, leases: Bool = true) throws(ConnectFailure) {
         self.location = location
+        asksForLeases = leases
         self.options = options
         self.owner = (owner.uid, owner.gid)
         sessionKey = SMB2Sessions.key(options, owner: owner.uid)
@@ -133,7 +152,7 @@ public final class NativeSMBShare: ShareBackend {
                 return (fresh, link.generation)
             }
             // Another thread reconnected first: its tree serves, this one goes.
-            if chosen !== fresh { fresh.disconnect() }
+            if chosen !== fresh { fresh.disconnect() } else { leasesLost() }
             return (chosen, generation)
         } catch {
             health.reconnectFailed()
@@ -164,8 +183,10 @@ public final class NativeSMBShare: ShareBackend {
             let current = file.open.withLock { $0 }
             if current.closed { throw Errno(EBADF) }
             if current.generation == generation { return try body(tree, current.id) }
+            // The lease went with the old connection, and what it cached was told to go when
+            // the tree was replaced; the new open caches nothing more than that.
             let (id, _) = try tree.create(full(file.path), access: Self.access(file.flags), disposition: .open)
-            file.open.withLock { $0.id = id; $0.generation = generation }
+            file.open.withLock { $0.id = id; $0.generation = generation; $0.caching = [] }
             return try body(tree, id)
         }
     }

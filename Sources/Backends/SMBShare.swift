@@ -51,6 +51,10 @@ public final class SMBShare: ShareBackend {
 
     public var status: String { health.current.status }
 
+    /// libsmbclient asks for no lease, so nothing would tell the drive that another client
+    /// wants a file it keeps open: its closes are never deferred.
+    public func caching(_ handle: BackendHandle) -> HandleCaching? { [] }
+
     /// As mount.cifs without the POSIX extensions: no devices, FIFOs, symlinks or hard links.
     public var capabilities: ShareCapabilities { [] }
 

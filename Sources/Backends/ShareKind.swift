@@ -27,6 +27,8 @@ public struct ConnectRequest: Sendable {
     public var engine: SMBEngine = .standard
     /// SMB: encrypt although the server does not ask for it.
     public var seal = false
+    /// SMB: ask for leases (`-o nolease` asks for none).
+    public var leases = true
 
     public init(owner: Caller, identity: Identity, credentials: Credentials, timeout: Duration, workers: Int) {
         self.owner = owner

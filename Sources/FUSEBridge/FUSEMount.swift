@@ -51,6 +51,10 @@ public final class FUSEMount: @unchecked Sendable {
         // Before the loop's thread exists, which is what orders it before every request.
         mountContext.session = session
         let sessionAddress = UInt(bitPattern: session)
+        // A lease break, on the share's thread: no request of this node is held up by it.
+        redirector.setKernelInvalidation { node in
+            _ = fuse_lowlevel_notify_inval_inode(OpaquePointer(bitPattern: sessionAddress)!, node, 0, 0)
+        }
         loop = SystemThread {
             let session = OpaquePointer(bitPattern: sessionAddress)!
             let config = fuse_loop_cfg_create()
@@ -71,6 +75,7 @@ public final class FUSEMount: @unchecked Sendable {
     /// then frees the session. Call once, after `MountTable.unmount` succeeded.
     public func close() {
         loop.join()
+        context.takeUnretainedValue().redirector.setKernelInvalidation(nil)
         fuse_session_unmount(session)
         fuse_session_destroy(session)
         context.release()

@@ -16,6 +16,14 @@ public struct HandleCounters: Codable, Sendable, Equatable {
     public var evicted = 0
     /// Deferred ServerOpens closed by unlink, rename, rmdir, truncate, or a changed file.
     public var invalidated = 0
+    /// ServerOpens deferred under a lease that lets the handle be kept.
+    public var deferredUnderLease = 0
+    /// Opens served by a ServerOpen under a read lease, with no revalidation.
+    public var revivedUnderLease = 0
+    /// Lease breaks the share sent for ServerOpens of the drive.
+    public var breaks = 0
+    /// Deferred ServerOpens closed because a break took the handle lease away.
+    public var closedByBreak = 0
 
     public init() {}
 }
@@ -31,8 +39,13 @@ public struct ServerOpenReference: Codable, Sendable, Equatable {
     /// read, write or readWrite.
     public var access: String
     public var ageSeconds: Double
+    /// Its lease state ("RWH", "RH", "R", "none"); nil on a share without leases.
+    public var lease: String?
+    /// Breaks the share sent for it.
+    public var breaks: Int
 
-    public init(path: String, state: String, secondsLeft: Double?, handles: Int, pids: [Int32], access: String, ageSeconds: Double) {
+    public init(path: String, state: String, secondsLeft: Double?, handles: Int, pids: [Int32], access: String, ageSeconds: Double,
+                lease: String? = nil, breaks: Int = 0) {
         self.path = path
         self.state = state
         self.secondsLeft = secondsLeft
@@ -40,5 +53,7 @@ public struct ServerOpenReference: Codable, Sendable, Equatable {
         self.pids = pids
         self.access = access
         self.ageSeconds = ageSeconds
+        self.lease = lease
+        self.breaks = breaks
     }
 }

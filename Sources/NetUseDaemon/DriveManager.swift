@@ -129,6 +129,7 @@ final class DriveManager: Sendable {
                                      timeout: settings.timeout, workers: settings.workers)
         request.engine = settings.engine
         request.seal = settings.seal
+        request.leases = settings.leases
         let backend = try kind.connect(remote, request)
         let mountpoint = mountpoint(of: key)
         do throws(Errno) {

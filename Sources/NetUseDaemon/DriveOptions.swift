@@ -16,6 +16,10 @@ struct DriveOptions {
     /// SMB: which engine speaks to the server, and whether to encrypt unasked.
     var engine = SMBEngine.standard
     var seal = false
+    /// SMB (native engine): ask for leases, so that closes may be deferred coherently
+    /// (`-o nolease`, as mount.cifs spells it, asks for none: every close then reaches the
+    /// server, and changes made on the server's disk behind smbd show within actimeo).
+    var leases = true
 
     static func parse(_ options: [String: String]) throws(NetError) -> DriveOptions {
         var result = DriveOptions()
@@ -57,11 +61,11 @@ struct DriveOptions {
                     throw NetError(.invalidParameter, detail: ["engine is native or libsmbclient, not '\(value)'."])
                 }
                 result.engine = engine
-            case "seal":
+            case "seal", "nolease":
                 guard ["", "1", "yes"].contains(value) else {
-                    throw NetError(.invalidParameter, detail: ["seal takes no value, not '\(value)'."])
+                    throw NetError(.invalidParameter, detail: ["\(key) takes no value, not '\(value)'."])
                 }
-                result.seal = true
+                if key == "seal" { result.seal = true } else { result.leases = false }
             default:
                 throw NetError(.invalidParameter, detail: ["Unknown option '\(key)'."])
             }

@@ -79,8 +79,29 @@ struct FCBTable {
         return (attach(chosen.id, node: node, opener: opener), keepCache, retired, chosen.isDeferred ? chosen.backend : nil)
     }
 
+    /// Serves an open from a ServerOpen of the same kind whose lease lets it cache reads:
+    /// the share would break the lease before anyone changed the file, so nothing needs
+    /// revalidating and the kernel may keep its pages.
+    mutating func collapseUnderReadLease(path: String, kind: OpenKind, node: UInt64, opener: Caller)
+        -> (handle: UInt64, revived: BackendHandle?)?
+    {
+        guard let fcb = byPath[path].flatMap({ fcbs[$0] }) else { return nil }
+        let candidates = fcb.serverOpens.compactMap { serverOpens[$0] }.filter { $0.kind == kind && $0.cachesReads }
+        guard let chosen = candidates.first(where: { !$0.isDeferred }) ?? candidates.last else { return nil }
+        if chosen.isDeferred {
+            serverOpens[chosen.id]!.deferredUntil = nil
+            deferred.removeAll { $0 == chosen.id }
+            counters.revived += 1
+        } else {
+            counters.collapsed += 1
+        }
+        counters.revivedUnderLease += 1
+        counters.opens += 1
+        return (attach(chosen.id, node: node, opener: opener), chosen.isDeferred ? chosen.backend : nil)
+    }
+
     /// Records a ServerOpen the share just opened, with its first FileHandle.
-    mutating func insert(path: String, kind: OpenKind, backend: BackendHandle, attributes: stat,
+    mutating func insert(path: String, kind: OpenKind, backend: BackendHandle, caching: HandleCaching?, attributes: stat,
                          node: UInt64, opener: Caller, now: Duration) -> (handle: UInt64, keepCache: Bool) {
         let fcbID: UInt64
         if let existing = byPath[path] {
@@ -95,7 +116,7 @@ struct FCBTable {
         fcbs[fcbID]!.validator = validator
         let id = makeID()
         serverOpens[id] = ServerOpen(id: id, fcb: fcbID, backend: backend, kind: kind,
-                                     identity: FileIdentity(attributes), openedAt: now)
+                                     identity: FileIdentity(attributes), openedAt: now, node: node, caching: caching)
         fcbs[fcbID]!.serverOpens.append(id)
         counters.opens += 1
         counters.backendOpens += 1
@@ -118,16 +139,19 @@ struct FCBTable {
     // MARK: closing
 
     /// Drops a FileHandle. Its ServerOpen's last one defers it, or closes it when deferral
-    /// is off, its FCB has no path any more, or the list is full (then the oldest goes).
+    /// is off, its lease does not let it keep the handle, its FCB has no path any more, or
+    /// the list is full (then the oldest goes).
     mutating func release(_ id: UInt64, now: Duration) -> [BackendHandle] {
         guard let handle = handles.removeValue(forKey: id), var open = serverOpens[handle.serverOpen] else { return [] }
         open.references -= 1
         serverOpens[open.id] = open
         guard open.references == 0 else { return [] }
-        guard closeTimeout > .zero, deferredLimit > 0, let path = fcbs[open.fcb]?.path, !pendingDeletes.contains(path) else {
+        guard open.mayDefer, closeTimeout > .zero, deferredLimit > 0, let path = fcbs[open.fcb]?.path,
+              !pendingDeletes.contains(path) else {
             return [retire(open.id)]
         }
         serverOpens[open.id]!.deferredUntil = now + closeTimeout
+        if open.caching != nil { counters.deferredUnderLease += 1 }
         deferred.append(open.id)
         var retired: [BackendHandle] = []
         while deferred.count > deferredLimit {
@@ -159,10 +183,14 @@ struct FCBTable {
     }
 
     /// Before an open: the deferred ServerOpens of the path that the share opened before
-    /// `time` are closed rather than revived.
+    /// `time` are closed rather than revived, but for those under a read lease, which the
+    /// share breaks before the file changes.
     mutating func discardDeferred(at path: String, openedBefore time: Duration) -> [BackendHandle] {
         guard let fcb = byPath[path].flatMap({ fcbs[$0] }) else { return [] }
-        let doomed = fcb.serverOpens.filter { serverOpens[$0]!.isDeferred && serverOpens[$0]!.openedAt < time }
+        let doomed = fcb.serverOpens.filter { id in
+            let open = serverOpens[id]!
+            return open.isDeferred && open.openedAt < time && !open.cachesReads
+        }
         counters.invalidated += doomed.count
         return doomed.map { retire($0) }
     }
@@ -186,6 +214,18 @@ struct FCBTable {
     mutating func retireAll() -> [BackendHandle] {
         handles.removeAll()
         return serverOpens.keys.sorted().map { retire($0) }
+    }
+
+    /// A lease break: the ServerOpen may cache only `caching` from now on. Deferred without
+    /// the handle lease, it is closed (returned); the node says whose kernel caches go.
+    mutating func broke(_ backend: BackendHandle, caching: HandleCaching) -> (retired: [BackendHandle], node: UInt64?) {
+        guard let open = serverOpens.values.first(where: { $0.backend == backend }) else { return ([], nil) }
+        serverOpens[open.id]!.caching = caching
+        serverOpens[open.id]!.breaks += 1
+        counters.breaks += 1
+        guard open.isDeferred, !caching.contains(.handle) else { return ([], open.node) }
+        counters.closedByBreak += 1
+        return ([retire(open.id)], open.node)
     }
 
     // MARK: names
@@ -260,7 +300,9 @@ struct FCBTable {
                 handles: held.count,
                 pids: Array(Set(held.map(\.opener.pid))).sorted(),
                 access: open.kind.access.rawValue,
-                ageSeconds: (now - open.openedAt).seconds)
+                ageSeconds: (now - open.openedAt).seconds,
+                lease: open.caching?.description,
+                breaks: open.breaks)
         }
     }
 

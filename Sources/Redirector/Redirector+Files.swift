@@ -20,8 +20,13 @@ extension Redirector {
         if flags & O_TRUNC != 0 {
             close(handles.withLock { $0.discardDeferred(at: path, subtree: false) })
         } else if handles.withLock({ $0.mayCollapse(path: path, kind: kind) }) {
-            // A ServerOpen proves only that someone could open the file once.
             try backend.checkAccess(path, flags: flags)
+            if let leased = handles.withLock({ $0.collapseUnderReadLease(path: path, kind: kind, node: node, opener: caller) }) {
+                if let revived = leased.revived { backend.revived(revived) }
+                startsTelling(leased.handle)
+                return (leased.handle, true)
+            }
+            // A ServerOpen proves only that someone could open the file once (checked above).
             // Within the attribute timeout the kernel trusts what the share last said of the
             // file; so does the revalidation, which saves the round trip of a stat.
             let cached = nodes.withLock { $0.cached(node, at: now, within: attributeTimeout) }
@@ -79,8 +84,11 @@ extension Redirector {
             throw error
         }
         let now = clock()
+        // The lease is read under the table's lock, so that a break that comes meanwhile
+        // either is in the answer or finds the ServerOpen recorded.
         return handles.withLock {
-            $0.insert(path: path, kind: kind, backend: backendHandle, attributes: attributes, node: node, opener: caller, now: now)
+            $0.insert(path: path, kind: kind, backend: backendHandle, caching: backend.caching(backendHandle),
+                      attributes: attributes, node: node, opener: caller, now: now)
         }
     }
 
@@ -128,6 +136,17 @@ extension Redirector {
     public func release(_ handle: UInt64) {
         let now = clock()
         close(handles.withLock { $0.release(handle, now: now) })
+    }
+
+    /// The share broke a lease: a deferred ServerOpen that may no longer keep its handle is
+    /// closed (so that the other client's open, rename or delete goes on), and without read
+    /// caching what the drive and the kernel cached of the file goes.
+    func leaseBroken(_ backendHandle: BackendHandle, caching: HandleCaching) {
+        let (retired, node) = handles.withLock { $0.broke(backendHandle, caching: caching) }
+        close(retired)
+        guard !caching.contains(.read), let node else { return }
+        nodes.withLock { $0.invalidate(node) }
+        kernelCache.withLock { $0?(node) }
     }
 
     /// The scavenger's tick: closes deferred ServerOpens whose closetimeo ran out.

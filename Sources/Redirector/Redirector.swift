@@ -54,6 +54,8 @@ public final class Redirector: Sendable {
     /// holds the nodes it has queued, so that each is asked once.
     let refresher = Courier()
     let refreshing = Mutex(Set<UInt64>())
+    /// Drops what the kernel cached of a node (its pages and attributes): set by the mount.
+    let kernelCache = Mutex<(@Sendable (UInt64) -> Void)?>(nil)
 
     /// The only user (besides root) whose requests the drive serves, when the mount lets
     /// every user in (allow_other); nil when the kernel already keeps others out.
@@ -66,6 +68,13 @@ public final class Redirector: Sendable {
         attributeTimeout = options.attributeTimeout
         self.clock = clock
         handles = Mutex(FCBTable(closeTimeout: options.closeTimeout, deferredLimit: options.deferredLimit))
+        backend.observeBreaks { [weak self] handle, caching in self?.leaseBroken(handle, caching: caching) }
+    }
+
+    /// How a lease break reaches the kernel's caches: the mount sets it once it has a
+    /// session, and clears it before the session goes.
+    public func setKernelInvalidation(_ invalidate: (@Sendable (UInt64) -> Void)?) {
+        kernelCache.withLock { $0 = invalidate }
     }
 
     public var openHandleCount: Int { handles.withLock { $0.handleCount } }

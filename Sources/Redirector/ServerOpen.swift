@@ -57,10 +57,19 @@ struct ServerOpen {
     let kind: OpenKind
     let identity: FileIdentity
     let openedAt: Duration
+    /// The node it was opened for, whose kernel caches a lease break invalidates.
+    let node: UInt64
+    /// What its lease lets the drive cache; nil on a share without leases.
+    var caching: HandleCaching?
+    var breaks = 0
     var references = 0
     var deferredUntil: Duration?
 
     var isDeferred: Bool { deferredUntil != nil }
+    /// Its close may wait: a lease lets it keep the handle, or the share has no leases and
+    /// nobody else to keep waiting.
+    var mayDefer: Bool { caching.map { $0.contains(.handle) } ?? true }
+    var cachesReads: Bool { caching?.contains(.read) ?? false }
 }
 
 /// File Control Block: one per path on the share with open or deferred handles.

@@ -107,6 +107,14 @@ public protocol ShareBackend: Sendable {
     /// Whether the calling thread's identity may open the file as `flags` asks, now. An open
     /// that reuses a ServerOpen reaches no share, so it is asked this instead.
     func checkAccess(_ path: String, flags: Int32) throws(Errno)
+
+    /// What the share lets the drive cache for the handle now (its lease); nil for a share
+    /// that has no leases and that no other client can be kept waiting by (a local directory).
+    func caching(_ handle: BackendHandle) -> HandleCaching?
+
+    /// Where the share tells of a lease break: the handle may cache only what is given from
+    /// then on. Called once, before the first open; the observer may close handles.
+    func observeBreaks(_ observer: @escaping @Sendable (BackendHandle, HandleCaching) -> Void)
 }
 
 extension ShareBackend {
@@ -123,6 +131,11 @@ extension ShareBackend {
 
     /// A backend that keeps nothing per handle has nothing to forget.
     public func revived(_ handle: BackendHandle) {}
+
+    public func caching(_ handle: BackendHandle) -> HandleCaching? { nil }
+
+    /// A share without leases breaks none.
+    public func observeBreaks(_ observer: @escaping @Sendable (BackendHandle, HandleCaching) -> Void) {}
 }
 
 /// What a share can do beyond files and directories. For each thing a backend leaves out,

@@ -12,6 +12,8 @@ final class SMB2Connection: Sendable {
     private let flow: Monitor<Flow>
     private let sending = Mutex<Void>(())
     let security = Mutex<SMB2Security>(SMB2Security())
+    /// Who hears of messages no request waits for: the server's break notifications.
+    let notifications = Mutex<(@Sendable (SMB2Reply) -> Void)?>(nil)
 
     struct Flow: Sendable {
         var nextId: UInt64 = 0
@@ -256,18 +258,20 @@ final class SMB2Connection: Sendable {
                 replies.append(reply)
                 start = end
             }
+            let notices = replies.filter { $0.messageId == .max && $0.command == SMB2Command.oplockBreak.rawValue }
             flow.withLock { flow in
                 for reply in replies {
                     flow.credits += Int(reply.credits)
                     // An interim answer (the server will reply later) and a break
                     // notification (MessageId all ones) are not the answer anyone waits for.
-                    if reply.status == .pending && reply.flags & SMB2Flags.async != 0 { continue }
+                    if reply.status == .pending && reply.flags & SMB2Flags.async != 0 || reply.messageId == .max { continue }
                     flow.charged = max(0, flow.charged - Int(max(1, reply.creditCharge)))
                     if flow.waiting.remove(reply.messageId) != nil, flow.unwanted.remove(reply.messageId) == nil {
                         flow.replies[reply.messageId] = reply
                     }
                 }
             }
+            if !notices.isEmpty, let notify = notifications.withLock({ $0 }) { notices.forEach(notify) }
         }
     }
 }

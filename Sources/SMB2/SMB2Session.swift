@@ -1,5 +1,6 @@
 import Glibc
 import NetUseCore
+import Synchronization
 
 /// Why a session or tree connect failed, for `use` to answer 53, 67, 1326 or 5.
 public enum SMB2SetupError: Error, Sendable {
@@ -24,6 +25,14 @@ public final class SMB2Session: Sendable {
     public let isGuest: Bool
     public let encrypts: Bool
     public let signs: Bool
+    /// The server grants leases (SMB 2.1 and later); else opens ask for batch oplocks.
+    public let leases: Bool
+    /// Who hears of the breaks the server sends, by lease key or (oplocks) file id; and
+    /// oplock breaks that overtook their open's answer, until the open claims them.
+    let breakRoutes = Mutex<BreakRoutes>(BreakRoutes())
+    /// Breaks are handled here, in the order they came, away from the connection's reader:
+    /// a handler closes files, which waits for replies the reader must deliver.
+    let breakCourier = Courier()
 
     public struct Options: Sendable {
         public var host: String
@@ -76,7 +85,7 @@ public final class SMB2Session: Sendable {
         negotiate.u16(UInt16(dialects.count))
         negotiate.u16(1)  // signing enabled
         negotiate.u16(0)
-        negotiate.u32(0x4 | 0x40)  // LARGE_MTU, ENCRYPTION
+        negotiate.u32(0x2 | 0x4 | 0x40)  // LEASING, LARGE_MTU, ENCRYPTION
         negotiate.append(NTLMAuthenticator.random(16))  // ClientGuid
         let contextOffsetField = negotiate.count
         negotiate.zeros(8)
@@ -112,6 +121,7 @@ public final class SMB2Session: Sendable {
         var security = SMB2Security()
         var cipher: SMB2Cipher?
         var serverRequiresSigning = false
+        var serverLeases = false
         do {
             var body = reply.body
             try body.skip(2)
@@ -120,6 +130,7 @@ public final class SMB2Session: Sendable {
             let contextCount = Int(try body.u16())
             try body.skip(16)
             let capabilities = try body.u32()
+            serverLeases = dialect >= 0x210 && capabilities & 0x2 != 0
             maxTransact = Int(try body.u32())
             maxRead = Int(try body.u32())
             maxWrite = Int(try body.u32())
@@ -209,6 +220,7 @@ public final class SMB2Session: Sendable {
             break
         }
         isGuest = sessionFlags & 0x3 != 0
+        leases = serverLeases
         let mustEncrypt = sessionFlags & 0x4 != 0 || options.seal
         guard !mustEncrypt || (cipher != nil && !isGuest) else { throw .accessDenied(.accessDenied) }
         encrypts = mustEncrypt
@@ -220,6 +232,7 @@ public final class SMB2Session: Sendable {
             security.signs = signsNow
             security.encrypts = mustEncrypt
         }
+        connection.notifications.withLock { $0 = { [weak self] notice in self?.deliver(notice) } }
     }
 
     /// Logs off and ends the connection; the connection's reader thread closes the socket.
@@ -231,9 +244,48 @@ public final class SMB2Session: Sendable {
         body.u16(0)
         connection.post(SMB2Request(.logoff, body))
         connection.fail(Errno(ESHUTDOWN))
+        // Not joined here: this may run on the break thread itself (a handler that reconnects).
+        let courier = breakCourier
+        SystemThread.detach { courier.stop() }
     }
 
     public var isConnected: Bool { !connection.isBroken }
+
+    struct BreakRoutes: Sendable {
+        var handlers: [SMB2Break.Target: @Sendable (SMB2Break) -> Void] = [:]
+        var unclaimed: [SMB2Break.Target: SMB2Break] = [:]
+    }
+
+    /// Sends the breaks for `target` to `handler` from now on, on the session's break thread.
+    public func onBreak(_ target: SMB2Break.Target, _ handler: @escaping @Sendable (SMB2Break) -> Void) {
+        let waiting = breakRoutes.withLock { routes in
+            routes.handlers[target] = handler
+            return routes.unclaimed.removeValue(forKey: target)
+        }
+        if let waiting { breakCourier.send { handler(waiting) } }
+    }
+
+    /// The open is closed: its breaks (there may be one on its way) concern nobody.
+    public func stopBreaks(_ target: SMB2Break.Target) {
+        _ = breakRoutes.withLock { $0.handlers.removeValue(forKey: target) }
+    }
+
+    /// From the connection's reader: a break notification, handed to the break thread.
+    func deliver(_ notification: SMB2Reply) {
+        guard let broken = SMB2Break(notification) else { return }
+        breakCourier.send { [self] in
+            let handler = breakRoutes.withLock { routes -> (@Sendable (SMB2Break) -> Void)? in
+                if let handler = routes.handlers[broken.target] { return handler }
+                // An oplock is named by its file id, known only once the open's answer is in.
+                if case .oplock = broken.target {
+                    if routes.unclaimed.count >= 64 { routes.unclaimed.removeAll() }
+                    routes.unclaimed[broken.target] = broken
+                }
+                return nil
+            }
+            handler?(broken)
+        }
+    }
 
     /// A tree connect to `\\server\share`.
     public func connect(share: String) throws(SMB2SetupError) -> SMB2Tree {

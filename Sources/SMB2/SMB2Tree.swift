@@ -111,26 +111,39 @@ public final class SMB2Tree: Sendable {
     // MARK: requests, as bodies
 
     func createBody(_ path: String, access: UInt32, disposition: SMB2Disposition, options: SMB2CreateOptions,
-                    attributes: UInt32 = 0) -> ByteWriter {
+                    attributes: UInt32 = 0, lease: SMB2LeaseRequest? = nil) -> ByteWriter {
         let name = path.smb2Name
-        var body = ByteWriter(capacity: 56 + name.count + 8)
+        var body = ByteWriter(capacity: 56 + name.count + 8 + (lease == nil ? 0 : 80))
         body.u16(57)
         body.u8(0)
-        body.u8(0)  // no oplock
+        // A server without leases grants a batch oplock, which lets a close wait as a lease's H does.
+        body.u8(lease == nil ? SMB2Oplock.none : session.leases ? SMB2Oplock.lease : SMB2Oplock.batch)
         body.u32(2)  // impersonation
         body.u64(0)
         body.u64(0)
         body.u32(access | SMB2Access.readAttributes | SMB2Access.synchronize)
         body.u32(attributes)
-        body.u32(0x7)  // share read, write and delete, as a Linux file is shared
+        // Read and write are shared, as a Linux file is; delete too, but for an open that
+        // holds a lease: another client's delete or rename then meets a sharing violation,
+        // which makes the server break the lease's H, so that a deferred handle is closed
+        // before the delete goes on (Samba breaks no H for a delete that does not conflict).
+        body.u32(lease == nil ? 0x7 : 0x3)
         body.u32(disposition.rawValue)
         body.u32(options.rawValue)
         body.u16(64 + 56)
         body.u16(UInt16(name.count))
+        let contextsField = body.count
         body.u32(0)
         body.u32(0)
         body.append(name)
         if name.isEmpty { body.u8(0) }
+        if let lease, session.leases {
+            body.align(8)
+            let context = leaseContext(lease)
+            body.set32(UInt32(64 + body.count), at: contextsField)
+            body.set32(UInt32(context.count), at: contextsField + 4)
+            body.append(context)
+        }
         return body
     }
 
@@ -178,10 +191,20 @@ public final class SMB2Tree: Sendable {
     /// Opens (or creates) a file; its attributes come with the answer.
     public func create(_ path: String, access: UInt32, disposition: SMB2Disposition, options: SMB2CreateOptions = [],
                        attributes: UInt32 = 0) throws(Errno) -> (SMB2FileId, SMB2FileInfo) {
+        let (file, info, _) = try create(path, access: access, disposition: disposition, options: options,
+                                         attributes: attributes, lease: nil)
+        return (file, info)
+    }
+
+    /// Opens (or creates) a file asking for a lease (an oplock where the server has no
+    /// leases); the answer says what the server granted.
+    public func create(_ path: String, access: UInt32, disposition: SMB2Disposition, options: SMB2CreateOptions = [],
+                       attributes: UInt32 = 0, lease: SMB2LeaseRequest?) throws(Errno) -> (SMB2FileId, SMB2FileInfo, SMB2Caching) {
         let reply = try connection.send(request(.create, createBody(path, access: access, disposition: disposition,
-                                                                    options: options, attributes: attributes)))
+                                                                    options: options, attributes: attributes, lease: lease)))
         try reply.check()
-        return try Self.created(reply)
+        let (file, info) = try Self.created(reply)
+        return (file, info, lease == nil ? [] : Self.grantedCaching(reply))
     }
 
     static func created(_ reply: SMB2Reply) throws(Errno) -> (SMB2FileId, SMB2FileInfo) {

@@ -95,7 +95,7 @@ struct Use: ParsableCommand {
     var global = false
 
     @Option(name: .shortAndLong, help: ArgumentHelp(
-        "A drive option, key=value: closetimeo=SECONDS keeps closed files' server handles for reuse (default 5, 0 = off); maxdeferred=N bounds them (default 64); for SMB, timeout=SECONDS (default 30) and workers=N (default 4).",
+        "A drive option, key=value (or a bare key, as mount.cifs takes them): closetimeo=SECONDS keeps closed files' server handles for reuse (default 5, 0 = off); maxdeferred=N bounds them (default 64); for SMB, timeout=SECONDS (default 30), seal, nolease, nobrl, engine=native|libsmbclient and workers=N (default 4).",
         valueName: "key=value"))
     var option: [String] = []
 
@@ -103,14 +103,14 @@ struct Use: ParsableCommand {
 
     func validate() throws {
         if letter != "*" && DriveLetter(letter) == nil { throw ValidationError("'\(letter)' is not a drive letter (a to z, or *).") }
-        for pair in option where !pair.contains("=") { throw ValidationError("-o takes key=value, not '\(pair)'.") }
+        for pair in option where pair.isEmpty || pair.hasPrefix("=") { throw ValidationError("-o takes key=value or key, not '\(pair)'.") }
     }
 
     func run() throws {
         var options: [String: String] = [:]
         for pair in option {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            options[String(parts[0])] = String(parts[1])
+            options[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
         }
         var account = user
         var password: String?
@@ -278,8 +278,9 @@ struct Refs: ParsableCommand {
         if references.serverOpens.isEmpty {
             print("No handles are open or deferred.")
         } else {
-            printTable([["State", "Left", "Handles", "Access", "Age", "PIDs", "Path"]] + references.serverOpens.map { open in
+            printTable([["State", "Left", "Handles", "Access", "Lease", "Breaks", "Age", "PIDs", "Path"]] + references.serverOpens.map { open in
                 [open.state, open.secondsLeft.map { seconds($0) } ?? "-", String(open.handles), open.access,
+                 open.lease ?? "-", open.lease == nil ? "-" : String(open.breaks),
                  seconds(open.ageSeconds), open.pids.isEmpty ? "-" : open.pids.map(String.init).joined(separator: ","), open.path]
             }, underline: false)
         }
@@ -288,6 +289,8 @@ struct Refs: ParsableCommand {
         print("Opens \(c.opens): \(c.backendOpens) reached the share, \(c.collapsed) shared an open handle, "
               + "\(c.revived) revived a deferred one.")
         print("Deferred closes: \(c.flushed) flushed, \(c.expired) expired, \(c.evicted) evicted, \(c.invalidated) invalidated.")
+        print("Leases: \(c.deferredUnderLease) closes deferred under one, \(c.revivedUnderLease) opens served within a read lease, "
+              + "\(c.breaks) breaks, \(c.closedByBreak) deferred closes done by a break.")
         print("")
         if references.processes.isEmpty {
             print("No process is using the drive.")

@@ -13,11 +13,12 @@ import Testing
         let options = try DriveOptions.parse(["closetimeo": "0.5", "actimeo": "0", "maxdeferred": "1024", "workers": "1"])
         #expect(options.cache.closeTimeout == .milliseconds(500) && options.cache.attributeTimeout == .zero)
         #expect(options.cache.deferredLimit == 1024 && options.workers == 1)
+        #expect(try DriveOptions.parse([:]).leases && !(try DriveOptions.parse(["nolease": ""]).leases))
     }
 
     /// Each deferred handle is one of the daemon's descriptors: a user may not ask for more.
     @Test(arguments: [["maxdeferred": "1025"], ["maxdeferred": "-1"], ["workers": "0"], ["timeout": "nan"],
-                      ["closetimeo": "3601"], ["readahead": "x"], ["nosuch": "1"]])
+                      ["closetimeo": "3601"], ["readahead": "x"], ["nosuch": "1"], ["nolease": "no"]])
     func outOfRangeIs87(_ options: [String: String]) {
         do {
             _ = try DriveOptions.parse(options)

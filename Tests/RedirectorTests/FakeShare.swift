@@ -28,9 +28,40 @@ final class FakeShare: ShareBackend {
     private let state = Mutex(State())
     /// Refuse to unlink a file with open handles, as SMB does (sharing violation).
     let busyWhileOpen: Bool
+    /// What each new open's lease lets the drive cache; nil: a share without leases.
+    let grants: HandleCaching?
+    private let leases = Mutex<(held: [Int64: HandleCaching], observer: (@Sendable (BackendHandle, HandleCaching) -> Void)?)>(([:], nil))
 
-    init(busyWhileOpen: Bool = false) {
+    init(busyWhileOpen: Bool = false, grants: HandleCaching? = nil) {
         self.busyWhileOpen = busyWhileOpen
+        self.grants = grants
+    }
+
+    func caching(_ handle: BackendHandle) -> HandleCaching? {
+        guard let grants else { return nil }
+        return leases.withLock { $0.held[handle.rawValue] } ?? grants
+    }
+
+    func observeBreaks(_ observer: @escaping @Sendable (BackendHandle, HandleCaching) -> Void) {
+        leases.withLock { $0.observer = observer }
+    }
+
+    /// Another client wants the file: every open handle on it may cache only `caching` now.
+    func breakLeases(on path: String, to caching: HandleCaching) {
+        let broken = state.withLock { state in
+            state.handles.filter { $0.value == state.files[path]?.inode }.map { BackendHandle($0.key) }
+        }
+        let observer = leases.withLock { leases in
+            for handle in broken { leases.held[handle.rawValue] = caching }
+            return leases.observer
+        }
+        for handle in broken { observer?(handle, caching) }
+    }
+
+    /// Another client changes the file (a new size and time), after breaking the read leases.
+    func writeBehindTheDrive(_ path: String, size: Int, mtime: Int) {
+        breakLeases(on: path, to: [])
+        put(path, size: size, mtime: mtime, newInode: false)
     }
 
     var events: [String] { state.withLock { $0.events } }

@@ -193,6 +193,17 @@ class Share:
             arguments += ["--user", self.user, "--password-stdin"]
         return arguments
 
+    def other_client(self, command, check=False):
+        """Runs smbclient commands (`;`-separated) as another SMB client of the share: its
+        output and whether it succeeded."""
+        host_port, share_name = self.remote.replace("smb://", "").split("/", 1)
+        host, port = host_port.split(":")
+        result = subprocess.run(["smbclient", "-p", port, "-U", f"{self.user}%{self.password}", f"//{host}/{share_name}",
+                                 "-c", command], capture_output=True, text=True, timeout=60)
+        output = result.stdout + result.stderr
+        assert not check or (result.returncode == 0 and "NT_STATUS" not in output), output
+        return output, result.returncode == 0
+
     def __truediv__(self, name):
         return self.path / name
 

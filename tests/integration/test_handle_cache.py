@@ -163,11 +163,7 @@ def write_behind(share, base, name, data):
         return
     staged = base / "staged"
     staged.write_bytes(data)
-    samba_url = share.remote.replace("smb://", "")
-    host_port, share_name = samba_url.split("/", 1)
-    host, port = host_port.split(":")
-    subprocess.run(["smbclient", "-p", port, "-U", f"{share.user}%{share.password}", f"//{host}/{share_name}",
-                    "-c", f"put {staged} {name}"], check=True, capture_output=True, timeout=30)
+    share.other_client(f"put {staged} {name}", check=True)
 
 
 def test_a_change_behind_the_drives_back_is_seen_on_reopen(daemon, drive, share, base):

@@ -217,9 +217,11 @@ def test_mapped_read_after_truncate_down_is_zero_past_eof(drive, share):
 
 def test_another_clients_same_size_overwrite_shows_within_actimeo(daemon, share):
     """A file the drive wrote and read keeps deferred handles; someone else overwrites it
-    in place, same size. Past actimeo the drive shows the new bytes and a new mtime: while
-    the drive holds a file open, Samba reports the write time it had when opened."""
-    drive = daemon.use("q", share, "-o", "actimeo=1")
+    in place on the server's disk, same size. Past actimeo the drive shows the new bytes and
+    a new mtime: while the drive holds a file open, Samba reports the write time it had when
+    opened. Without leases (`nolease`) this is all the drive has to go by; a lease is broken
+    by another SMB client's write (test_leases), but smbd sees no write made to its disk."""
+    drive = daemon.use("q", share, "-o", "actimeo=1", "-o", "nolease")
     for run in range(2):
         old, new = os.urandom(10000), os.urandom(10000)
         (drive / "same").write_bytes(old)

@@ -130,31 +130,3 @@ def test_a_lost_connection_is_set_up_again_and_open_files_go_on(daemon, samba, u
     assert daemon.listing()[0]["status"] == "OK"
     (drive / "after.txt").write_text("after")
     assert (user_share.path / "after.txt").read_text() == "after"
-
-
-def other_client(share, command):
-    """Runs an smbclient command as another SMB client of the share; its output and success."""
-    host_port, share_name = share.remote.replace("smb://", "").split("/", 1)
-    host, port = host_port.split(":")
-    result = subprocess.run(["smbclient", "-p", port, "-U", f"{share.user}%{share.password}", f"//{host}/{share_name}",
-                             "-c", command], capture_output=True, text=True, timeout=30)
-    return result.stdout + result.stderr, result.returncode == 0
-
-
-def test_a_deferred_handle_does_not_stop_another_clients_delete_or_rename(daemon, samba, user_share):
-    """The KB's bug seen from the other side: a handle only the cache holds must not block
-    another client. The native engine's opens share delete, so another client's delete and
-    rename of a file the drive just closed (its handle deferred) succeed at once; the server
-    removes the deleted file when the deferred handle closes (no lease breaks it yet)."""
-    drive = daemon.use("q", user_share, "-o", "engine=native", "-o", "closetimeo=30")
-    for name in ("f.txt", "g.txt"):
-        (drive / name).write_text(name)
-        (drive / name).read_text()
-    assert {row["path"] for row in daemon.refs()["serverOpens"]} == {"/f.txt", "/g.txt"}
-    output, ok = other_client(user_share, "del f.txt")
-    assert ok and "NT_STATUS" not in output, output
-    output, ok = other_client(user_share, "rename g.txt h.txt")
-    assert ok and "NT_STATUS" not in output, output
-    assert "h.txt" in os.listdir(user_share.path)
-    daemon.ctl("delete", "q")
-    assert sorted(os.listdir(user_share.path)) == ["h.txt"]

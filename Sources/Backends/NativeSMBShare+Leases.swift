@@ -1,0 +1,110 @@
+import Glibc
+import NetUseCore
+import Redirector
+import SMB2
+import Synchronization
+
+/// Leases: every open asks for one (read-handle for readers, read-write-handle for
+/// writers; a batch oplock where the server has no leases), so that the redirector may keep
+/// a closed file's handle and its pages only while no other client wants the file. A break
+/// is answered after the drive has let go of what it may no longer keep: written data goes
+/// out, deferred handles close, cached pages and attributes go.
+extension NativeSMBShare {
+    public func caching(_ handle: BackendHandle) -> HandleCaching? {
+        guard let file = try? file(handle) else { return [] }
+        return HandleCaching(file.open.withLock { $0.caching })
+    }
+
+    public func observeBreaks(_ observer: @escaping @Sendable (BackendHandle, HandleCaching) -> Void) {
+        breakObserver.withLock { $0 = observer }
+    }
+
+    /// Opens the file asking for a lease, on `tree`. The break handler is in place before
+    /// the open is sent, since a break may overtake the open's answer.
+    func openLeased(_ name: String, path: String, flags: Int32, disposition: SMB2Disposition,
+                    on tree: SMB2Tree, generation: Int) throws(Errno) -> BackendHandle {
+        let wanted: SMB2Caching = flags & O_ACCMODE == O_RDONLY ? [.read, .handle] : [.read, .write, .handle]
+        let lease = SMB2LeaseRequest(key: .random(), caching: wanted)
+        let handle = BackendHandle(files.withLock { files in
+            defer { files.next += 1 }
+            return files.next
+        })
+        let session = tree.session
+        // A break that comes before the file is in the table is kept for it here.
+        let early = Mutex<SMB2Caching?>(nil)
+        let handler: @Sendable (SMB2Break) -> Void = { [weak self] broken in
+            guard let self, (try? self.file(handle)) != nil else {
+                return early.withLock { $0 = ($0 ?? broken.caching).intersection(broken.caching) }
+            }
+            self.broke(handle, broken)
+        }
+        var target = SMB2Break.Target.lease(lease.key)
+        if asksForLeases && session.leases { session.onBreak(target, handler) }
+        let id: SMB2FileId
+        var caching: SMB2Caching
+        do {
+            (id, _, caching) = try tree.create(name, access: Self.access(flags), disposition: disposition,
+                                               options: flags & O_CREAT != 0 ? .nonDirectory : [],
+                                               lease: asksForLeases ? lease : nil)
+        } catch {
+            session.stopBreaks(target)
+            throw error
+        }
+        if asksForLeases && !session.leases {
+            target = .oplock(id)
+            session.onBreak(target, handler)
+        }
+        let file = NativeFile(path: path, flags: flags & ~(O_CREAT | O_EXCL | O_TRUNC), lease: lease,
+                              open: NativeFile.Open(id: id, generation: generation))
+        files.withLock { files in
+            file.open.withLock { open in
+                if let broken = early.withLock({ $0 }) { caching.formIntersection(broken) }
+                open.caching = caching
+                open.breaks = caching.isEmpty ? nil : target
+            }
+            files.table[handle.rawValue] = file
+        }
+        if caching.isEmpty { session.stopBreaks(target) }
+        return handle
+    }
+
+    /// On the session's break thread: lets go of what the lease no longer covers, then
+    /// answers the server (unless the redirector closed the handle, which ends the lease).
+    func broke(_ handle: BackendHandle, _ broken: SMB2Break) {
+        guard let file = try? file(handle) else { return }
+        let before = file.open.withLock { open in
+            defer { open.caching.formIntersection(broken.caching) }
+            return open.caching
+        }
+        // Written data the drive still holds goes to the server before another client may read.
+        if before.contains(.write) && !broken.caching.contains(.write) { drain(file) }
+        if !broken.caching.contains(.read) { listingAhead.forget(parentOf: file.path) }
+        breakObserver.withLock { $0 }?(handle, HandleCaching(broken.caching))
+        let open = file.open.withLock { $0 }
+        guard broken.acknowledgmentRequired, !open.closed else { return }
+        let (tree, generation) = link.withLock { ($0.tree, $0.generation) }
+        guard let tree, generation == open.generation else { return }
+        tree.acknowledge(broken)
+    }
+
+    /// A new connection: the leases went with the old one. The redirector hears it as a
+    /// break of everything, on a courier, since the caller may be serving one of the files.
+    func leasesLost() {
+        let held = files.withLock { files in
+            files.table.filter { _, file in
+                file.open.withLock { open in
+                    defer { open.caching = []; open.breaks = nil }
+                    return !open.caching.isEmpty
+                }
+            }.map { BackendHandle($0.key) }
+        }
+        guard !held.isEmpty, let observer = breakObserver.withLock({ $0 }) else { return }
+        couriers[0].send { held.forEach { observer($0, []) } }
+    }
+}
+
+extension HandleCaching {
+    init(_ caching: SMB2Caching) {
+        self.init(rawValue: UInt8(truncatingIfNeeded: caching.rawValue))
+    }
+}
