@@ -21,6 +21,7 @@ class LatencyProxy:
         self.port = self.listener.getsockname()[1]
         self.connections = []
         self.lock = threading.Lock()
+        self.pipes = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -39,7 +40,15 @@ class LatencyProxy:
             with self.lock:
                 self.connections += [client, server]
             for source, target in ((client, server), (server, client)):
-                Pipe(source, target, self.delay)
+                pipe = Pipe(source, target, self.delay)
+                with self.lock:
+                    self.pipes.append(pipe)
+
+    @property
+    def carried(self):
+        """Bytes carried both ways on every connection so far: what workloads put on the wire."""
+        with self.lock:
+            return sum(pipe.carried for pipe in self.pipes)
 
     def stop(self):
         self.listener.close()
@@ -57,6 +66,7 @@ class Pipe:
 
     def __init__(self, source, target, delay):
         self.source, self.target, self.delay = source, target, delay
+        self.carried = 0
         self.queue = collections.deque()
         self.ready = threading.Condition()
         threading.Thread(target=self._receive, daemon=True).start()
@@ -69,6 +79,7 @@ class Pipe:
             except OSError:
                 chunk = b""
             with self.ready:
+                self.carried += len(chunk)
                 self.queue.append((time.monotonic() + self.delay, chunk))
                 self.ready.notify()
             if not chunk:

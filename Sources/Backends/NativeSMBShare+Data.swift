@@ -110,6 +110,38 @@ extension NativeSMBShare {
         try onFile(handle) { (tree, id) throws(Errno) in try tree.flush(id) }
     }
 
+    /// An SMB2 LOCK on the file's open. A lock may wait: a break thread or a reconnect is
+    /// not held up by it, and the process's signal cancels it.
+    public func lock(_ handle: BackendHandle, _ range: LockRange, _ request: LockRequest, waiting: LockWait?) throws(Errno) {
+        let kind: SMB2LockKind = request == .unlock ? .unlock : request == .exclusive ? .exclusive : .shared
+        // SMB2 ranges end at 2^64: a lock to the end of any file is one byte short of it.
+        let length = range.end == .max ? UInt64.max - range.start : range.length
+        try onFile(handle) { (tree, id) throws(Errno) in
+            try tree.lock(id, offset: range.start, length: length, kind,
+                          waiting: waiting.map { wait in { giveUp in wait.onInterrupt(giveUp) } })
+        }
+    }
+
+    /// The server copies (FSCTL_SRV_COPYCHUNK_WRITE): nothing crosses the network. What the
+    /// drive still holds to write to either file goes first, and the copy stops at the
+    /// source's end, as copy_file_range does.
+    public func copyRange(from source: BackendHandle, at sourceOffset: off_t, to destination: BackendHandle,
+                          at destinationOffset: off_t, length: Int) throws(Errno) -> Int {
+        let (from, to) = (try file(source), try file(destination))
+        guard from.flags & O_ACCMODE != O_WRONLY else { throw Errno(EOPNOTSUPP) }
+        settle(path: from.path)
+        settle(path: to.path)
+        defer { listingAhead.forget(parentOf: to.path) }
+        let size = try onFile(source) { (tree, id) throws(Errno) in try tree.info(of: id).size }
+        guard UInt64(sourceOffset) < size else { return 0 }
+        let count = min(UInt64(length), size - UInt64(sourceOffset))
+        let target = try onFile(destination) { (_, id) throws(Errno) in id }
+        let copied = try onFile(source) { (tree, id) throws(Errno) in
+            try tree.copy(from: id, at: UInt64(sourceOffset), to: target, at: UInt64(destinationOffset), length: count)
+        }
+        return Int(copied)
+    }
+
     public func close(_ handle: BackendHandle) {
         guard let file = try? file(handle) else { return }
         drain(file)

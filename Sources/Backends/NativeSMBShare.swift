@@ -16,6 +16,8 @@ public final class NativeSMBShare: ShareBackend {
     let owner: (uid: uid_t, gid: gid_t)
     /// Whether opens ask for leases (`-o nolease` says no).
     let asksForLeases: Bool
+    /// fcntl and flock locks go to the server, unless `-o nobrl` keeps them in the kernel.
+    public let capabilities: ShareCapabilities
     /// The tree connect in use, and a generation that counts reconnects.
     let link = Mutex<(tree: SMB2Tree?, generation: Int)>((nil, 0))
     let files = Mutex<(table: [Int64: NativeFile], next: Int64)>(([:], 1))
@@ -68,9 +70,11 @@ public final class NativeSMBShare: ShareBackend {
     }
 
     /// Connects at once, so that `use` answers 53, 67, 1326 or 5 before anything is mounted.
-    public init(location: SMBLocation, options: SMB2Session.Options, owner: Caller, leases: Bool = true) throws(ConnectFailure) {
+    public init(location: SMBLocation, options: SMB2Session.Options, owner: Caller, leases: Bool = true,
+                locks: Bool = true) throws(ConnectFailure) {
         self.location = location
         asksForLeases = leases
+        capabilities = locks ? .byteRangeLocks : []
         self.options = options
         self.owner = (owner.uid, owner.gid)
         sessionKey = SMB2Sessions.key(options, owner: owner.uid)

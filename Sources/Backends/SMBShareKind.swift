@@ -24,7 +24,8 @@ public struct SMBShareKind: ShareKind {
                                               password: credentials.password, domain: credentials.domain, timeout: request.timeout)
             options.seal = request.seal
             do {
-                return try NativeSMBShare(location: location, options: options, owner: request.owner, leases: request.leases)
+                return try NativeSMBShare(location: location, options: options, owner: request.owner, leases: request.leases,
+                                          locks: request.locks)
             } catch {
                 if case .refused(let refusal) = error { throw refusal }
                 // An SMB1-only server: libsmbclient, which still speaks SMB1, serves it.

@@ -29,6 +29,8 @@ public struct ConnectRequest: Sendable {
     public var seal = false
     /// SMB: ask for leases (`-o nolease` asks for none).
     public var leases = true
+    /// SMB: fcntl and flock locks reach the server (`-o nobrl` keeps them local).
+    public var locks = true
 
     public init(owner: Caller, identity: Identity, credentials: Credentials, timeout: Duration, workers: Int) {
         self.owner = owner

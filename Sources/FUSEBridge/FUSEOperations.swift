@@ -8,7 +8,7 @@ import Redirector
 enum FUSEOperations {
     static func table() -> fuse_lowlevel_ops {
         var ops = fuse_lowlevel_ops()
-        ops.`init` = { _, connection in
+        ops.`init` = { userdata, connection in
             // Large requests: libfuse caps max_write at its buffer (1 MiB) and asks the
             // kernel for as many pages per request.
             connection?.pointee.max_write = 1 << 20
@@ -18,6 +18,11 @@ enum FUSEOperations {
             // kernel's own way, a SETATTR of the mode, would be refused to a non-owner.
             if let connection, connection.pointee.capable & UInt32(FUSE_CAP_HANDLE_KILLPRIV) != 0 {
                 connection.pointee.want |= UInt32(FUSE_CAP_HANDLE_KILLPRIV)
+            }
+            // Locks go to the share where it keeps them; elsewhere the kernel keeps them itself.
+            let drive = Unmanaged<MountContext>.fromOpaque(userdata!).takeUnretainedValue().redirector
+            if !drive.backend.capabilities.contains(.byteRangeLocks) {
+                connection?.pointee.want &= ~UInt32(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS)
             }
         }
         ops.lookup = { request, parent, name in
@@ -96,7 +101,7 @@ enum FUSEOperations {
                 info!.pointee.fh = opened.handle
                 // The FCB vouches that the file has not changed since the kernel cached it.
                 info!.pointee.keep_cache = opened.keepCache ? 1 : 0
-                info!.pointee.noflush = noFlush(info!.pointee.flags)
+                info!.pointee.noflush = noFlush(info!.pointee.flags, drive)
                 fuse_reply_open(request, info)
             } catch {
                 fuse_reply_err(request, code(error))
@@ -108,7 +113,7 @@ enum FUSEOperations {
                 let (entry, handle) = try drive.create(
                     parent: parent, name: String(cString: name!), flags: info!.pointee.flags, mode: mode, caller: caller(request!))
                 info!.pointee.fh = handle
-                info!.pointee.noflush = noFlush(info!.pointee.flags)
+                info!.pointee.noflush = noFlush(info!.pointee.flags, drive)
                 var parameters = entryParameters(entry, timeout: drive.kernelTimeout)
                 fuse_reply_create(request, &parameters, info)
             } catch {
@@ -136,15 +141,70 @@ enum FUSEOperations {
         }
         ops.flush = { request, _, info in
             let handle = info!.pointee.fh
-            errorReply(request!) { try $0.flush(handle) }
+            let owner = LockOwner(id: info!.pointee.lock_owner, flock: false)
+            errorReply(request!) { drive in
+                if drive.backend.capabilities.contains(.byteRangeLocks) { drive.releaseLocks(handle, owner: owner) }
+                try drive.flush(handle)
+            }
         }
         ops.fsync = { request, _, dataOnly, info in
             let handle = info!.pointee.fh
             errorReply(request!) { try $0.sync(handle, dataOnly: dataOnly != 0) }
         }
         ops.release = { request, _, info in
-            redirector(request!).release(info!.pointee.fh)
+            let drive = redirector(request!)
+            if info!.pointee.flock_release != 0 {
+                drive.releaseLocks(info!.pointee.fh, owner: LockOwner(id: info!.pointee.lock_owner, flock: true))
+            }
+            drive.release(info!.pointee.fh)
             fuse_reply_err(request, 0)
+        }
+        ops.copy_file_range = { request, _, sourceOffset, source, _, destinationOffset, destination, length, _ in
+            do {
+                let count = try redirector(request!).copyRange(from: source!.pointee.fh, at: sourceOffset, to: destination!.pointee.fh,
+                                                               at: destinationOffset, length: length)
+                fuse_reply_write(request, count)
+            } catch {
+                fuse_reply_err(request, code(error))
+            }
+        }
+        ops.getlk = { request, _, info, lock in
+            let drive = redirector(request!)
+            let asked = lock!.pointee
+            do {
+                var answer = asked
+                if let held = try drive.testLock(info!.pointee.fh, owner: LockOwner(id: info!.pointee.lock_owner, flock: false),
+                                                 range: lockRange(asked), exclusive: asked.l_type == F_WRLCK) {
+                    answer.l_type = Int16(held.exclusive ? F_WRLCK : F_RDLCK)
+                    answer.l_whence = Int16(SEEK_SET)
+                    answer.l_start = off_t(held.range.start)
+                    answer.l_len = held.range.end == .max ? 0 : off_t(held.range.length)
+                    answer.l_pid = held.pid
+                } else {
+                    answer.l_type = Int16(F_UNLCK)
+                }
+                fuse_reply_lock(request, &answer)
+            } catch {
+                fuse_reply_err(request, code(error))
+            }
+        }
+        ops.setlk = { request, _, info, lock, sleep in
+            let asked = lock!.pointee
+            let kind: LockRequest = asked.l_type == F_UNLCK ? .unlock : asked.l_type == F_WRLCK ? .exclusive : .shared
+            let owner = LockOwner(id: info!.pointee.lock_owner, flock: false)
+            let pid = fuse_req_ctx(request)!.pointee.pid
+            lockReply(request!, wait: sleep != 0 && kind != .unlock) { (drive, waiting) throws(Errno) in
+                try drive.setLock(info!.pointee.fh, owner: owner, range: lockRange(asked), kind, pid: pid, waiting: waiting)
+            }
+        }
+        ops.flock = { request, _, info, operation in
+            let kind: LockRequest = operation & LOCK_UN != 0 ? .unlock : operation & LOCK_EX != 0 ? .exclusive : .shared
+            let owner = LockOwner(id: info!.pointee.lock_owner, flock: true)
+            let pid = fuse_req_ctx(request)!.pointee.pid
+            // EAGAIN is EWOULDBLOCK on Linux: flock's answer already.
+            lockReply(request!, wait: operation & LOCK_NB == 0 && kind != .unlock) { (drive, waiting) throws(Errno) in
+                try drive.setLock(info!.pointee.fh, owner: owner, range: .wholeFile, kind, pid: pid, waiting: waiting)
+            }
         }
         ops.opendir = { request, node, info in
             guard let drive = admitted(request!) else { return }
@@ -183,6 +243,33 @@ enum FUSEOperations {
 
 // Free functions, not static members: a closure that becomes a C function pointer
 // may not capture anything, not even the enclosing type.
+
+/// A struct flock as libfuse passes it (l_len 0: to the end of any file) as a range.
+private func lockRange(_ lock: flock) -> LockRange {
+    let start = UInt64(max(0, lock.l_start))
+    return LockRange(start: start, end: lock.l_len <= 0 ? .max : start + UInt64(lock.l_len))
+}
+
+/// Answers a lock request. One that may wait can be interrupted (the process got a
+/// signal): libfuse then calls back, and the share gives the request up (EINTR).
+private func lockReply(_ request: fuse_req_t, wait: Bool, _ body: (Redirector, LockWait?) throws(Errno) -> Void) {
+    let drive = redirector(request)
+    let waiting = wait ? LockWait() : nil
+    if let waiting {
+        fuse_req_interrupt_func(request, { _, data in
+            Unmanaged<LockWait>.fromOpaque(data!).takeUnretainedValue().interrupt()
+        }, Unmanaged.passUnretained(waiting).toOpaque())
+    }
+    var result: Int32 = 0
+    do throws(Errno) {
+        try body(drive, waiting)
+    } catch {
+        result = error.rawValue
+    }
+    // No callback may come once `waiting` is gone.
+    if waiting != nil { fuse_req_interrupt_func(request, nil, nil) }
+    fuse_reply_err(request, result)
+}
 
 private func context(_ request: fuse_req_t) -> MountContext {
     Unmanaged<MountContext>.fromOpaque(fuse_req_userdata(request)!).takeUnretainedValue()
@@ -295,9 +382,10 @@ private func attributeChanges(_ attributes: stat, toSet: Int32) -> AttributeChan
 }
 
 /// A descriptor that cannot write has nothing to flush at close(2): the kernel may skip
-/// the FLUSH round trip. One that can waits there for its write-behind.
-private func noFlush(_ flags: Int32) -> UInt32 {
-    flags & O_ACCMODE == O_RDONLY ? 1 : 0
+/// the FLUSH round trip. One that can waits there for its write-behind. Where locks reach
+/// the share, every close flushes: it is where the process's POSIX locks end.
+private func noFlush(_ flags: Int32, _ drive: Redirector) -> UInt32 {
+    flags & O_ACCMODE == O_RDONLY && !drive.backend.capabilities.contains(.byteRangeLocks) ? 1 : 0
 }
 
 /// Serves a READDIR or READDIRPLUS from the snapshot taken at opendir; entry i has

@@ -130,6 +130,7 @@ final class DriveManager: Sendable {
         request.engine = settings.engine
         request.seal = settings.seal
         request.leases = settings.leases
+        request.locks = settings.locks
         let backend = try kind.connect(remote, request)
         let mountpoint = mountpoint(of: key)
         do throws(Errno) {

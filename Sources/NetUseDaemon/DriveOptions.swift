@@ -20,6 +20,9 @@ struct DriveOptions {
     /// (`-o nolease`, as mount.cifs spells it, asks for none: every close then reaches the
     /// server, and changes made on the server's disk behind smbd show within actimeo).
     var leases = true
+    /// SMB (native engine): fcntl and flock locks reach the server; `-o nobrl` keeps them in
+    /// the kernel, for this machine only, as mount.cifs's nobrl does.
+    var locks = true
 
     static func parse(_ options: [String: String]) throws(NetError) -> DriveOptions {
         var result = DriveOptions()
@@ -61,11 +64,15 @@ struct DriveOptions {
                     throw NetError(.invalidParameter, detail: ["engine is native or libsmbclient, not '\(value)'."])
                 }
                 result.engine = engine
-            case "seal", "nolease":
+            case "seal", "nolease", "nobrl":
                 guard ["", "1", "yes"].contains(value) else {
                     throw NetError(.invalidParameter, detail: ["\(key) takes no value, not '\(value)'."])
                 }
-                if key == "seal" { result.seal = true } else { result.leases = false }
+                switch key {
+                case "seal": result.seal = true
+                case "nolease": result.leases = false
+                default: result.locks = false
+                }
             default:
                 throw NetError(.invalidParameter, detail: ["Unknown option '\(key)'."])
             }

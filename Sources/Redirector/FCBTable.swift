@@ -228,6 +228,20 @@ struct FCBTable {
         return ([retire(open.id)], open.node)
     }
 
+    // MARK: locks
+
+    /// The ServerOpen a FileHandle locks through, and every ServerOpen of its file (a
+    /// process's POSIX locks are on the file, whichever descriptor took them).
+    func lockTargets(of handle: UInt64) -> (serverOpen: UInt64, backend: BackendHandle, file: [(UInt64, BackendHandle)])? {
+        guard let fileHandle = handles[handle], let open = serverOpens[fileHandle.serverOpen] else { return nil }
+        let siblings = (fcbs[open.fcb]?.serverOpens ?? [open.id]).compactMap { id in serverOpens[id].map { (id, $0.backend) } }
+        return (open.id, open.backend, siblings)
+    }
+
+    mutating func markLocked(_ serverOpen: UInt64) {
+        serverOpens[serverOpen]?.locked = true
+    }
+
     // MARK: names
 
     /// An unlink the share refused because the file is open: when processes of this drive

@@ -104,6 +104,18 @@ extension Redirector {
         return try backend.write(open.backend, from: buffer, at: offset)
     }
 
+    /// copy_file_range: done by the share where it can. The destination's cached attributes
+    /// are stale once it is done; the kernel drops its own pages of the range.
+    public func copyRange(from source: UInt64, at sourceOffset: off_t, to destination: UInt64, at destinationOffset: off_t,
+                          length: Int) throws(Errno) -> Int {
+        try checkConnected()
+        guard let from = handles.withLock({ $0[handle: source] }), let to = handles.withLock({ $0[handle: destination] }) else {
+            throw Errno(EBADF)
+        }
+        defer { nodes.withLock { $0.invalidate(to.node) } }
+        return try backend.copyRange(from: from.backend, at: sourceOffset, to: to.backend, at: destinationOffset, length: length)
+    }
+
     /// A close(2): tells of write-behind failures and keeps them for the next fsync or
     /// close, as Linux does for a close, which may be a child's of an inherited descriptor.
     public func flush(_ handle: UInt64) throws(Errno) {

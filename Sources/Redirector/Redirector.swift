@@ -5,7 +5,8 @@ import Synchronization
 /// What the FUSE session asks of a drive, in inode numbers and handles, answered from the
 /// share. FUSE-free, so that tests can drive it with a backend and no kernel.
 ///
-/// Lock order: `nodes`, then `handles`, then `directories`; none is held across backend I/O.
+/// Lock order: `nodes`, then `handles`, then `directories`, then `locks`; none is held across
+/// backend I/O.
 /// Calls that retire ServerOpens take their backend handles out under the lock and close
 /// them after it.
 public final class Redirector: Sendable {
@@ -48,6 +49,7 @@ public final class Redirector: Sendable {
     let nodes = Mutex(NodeTable())
     let handles: Mutex<FCBTable>
     let directories = Mutex(DirectorySnapshots())
+    let locks = Mutex(ByteRangeLocks())
     /// Set by a forced delete: from then on every request answers EIO.
     let revoked = Atomic(false)
     /// Asks again, in the background, for the attributes of nodes in use; `refreshing`

@@ -62,13 +62,16 @@ struct ServerOpen {
     /// What its lease lets the drive cache; nil on a share without leases.
     var caching: HandleCaching?
     var breaks = 0
+    /// A byte-range lock was taken through it: it is never deferred, as cifs.ko learned
+    /// (35866f3f779a): a kept handle would carry a lock state nobody reopening expects.
+    var locked = false
     var references = 0
     var deferredUntil: Duration?
 
     var isDeferred: Bool { deferredUntil != nil }
     /// Its close may wait: a lease lets it keep the handle, or the share has no leases and
     /// nobody else to keep waiting.
-    var mayDefer: Bool { caching.map { $0.contains(.handle) } ?? true }
+    var mayDefer: Bool { !locked && (caching.map { $0.contains(.handle) } ?? true) }
     var cachesReads: Bool { caching?.contains(.read) ?? false }
 }
 

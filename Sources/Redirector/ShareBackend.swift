@@ -112,6 +112,17 @@ public protocol ShareBackend: Sendable {
     /// that has no leases and that no other client can be kept waiting by (a local directory).
     func caching(_ handle: BackendHandle) -> HandleCaching?
 
+    /// A byte-range lock on the share, or its unlock (ranges are unlocked exactly as they
+    /// were locked). Without `waiting` a conflicting lock fails at once with EAGAIN; with it
+    /// the share waits for the range, until `waiting` is interrupted (EINTR).
+    func lock(_ handle: BackendHandle, _ range: LockRange, _ request: LockRequest, waiting: LockWait?) throws(Errno)
+
+    /// copy_file_range between two handles on the share, done by the share itself when it
+    /// can (SMB's server-side copy); answers the bytes copied, fewer only at the source's end.
+    /// EOPNOTSUPP lets the kernel copy through the drive instead.
+    func copyRange(from source: BackendHandle, at sourceOffset: off_t, to destination: BackendHandle,
+                   at destinationOffset: off_t, length: Int) throws(Errno) -> Int
+
     /// Where the share tells of a lease break: the handle may cache only what is given from
     /// then on. Called once, before the first open; the observer may close handles.
     func observeBreaks(_ observer: @escaping @Sendable (BackendHandle, HandleCaching) -> Void)
@@ -133,6 +144,16 @@ extension ShareBackend {
     public func revived(_ handle: BackendHandle) {}
 
     public func caching(_ handle: BackendHandle) -> HandleCaching? { nil }
+
+    public func copyRange(from source: BackendHandle, at sourceOffset: off_t, to destination: BackendHandle,
+                          at destinationOffset: off_t, length: Int) throws(Errno) -> Int {
+        throw Errno(EOPNOTSUPP)
+    }
+
+    /// A share without `.byteRangeLocks` is never asked: the kernel keeps such locks itself.
+    public func lock(_ handle: BackendHandle, _ range: LockRange, _ request: LockRequest, waiting: LockWait?) throws(Errno) {
+        throw Errno(ENOLCK)
+    }
 
     /// A share without leases breaks none.
     public func observeBreaks(_ observer: @escaping @Sendable (BackendHandle, HandleCaching) -> Void) {}
@@ -157,6 +178,8 @@ public struct ShareCapabilities: OptionSet, Sendable {
     /// Every call reaches the share with the requesting process's own credentials (the
     /// thread's fsuid, fsgid and groups), so that the kernel checks it there.
     public static let actsAsCaller = ShareCapabilities(rawValue: 1 << 4)
+    /// `lock`: fcntl and flock locks reach the share, where other clients meet them.
+    public static let byteRangeLocks = ShareCapabilities(rawValue: 1 << 5)
 }
 
 extension ShareBackend {

@@ -70,7 +70,10 @@ public struct NTStatus: RawRepresentable, Hashable, Sendable, CustomStringConver
         case .objectNameCollision: return Errno(EEXIST)
         case .accessDenied, .cannotDelete, .networkAccessDenied: return Errno(EACCES)
         case .logonFailure, .accountRestriction, .passwordExpired, .accountDisabled: return Errno(EACCES)
-        case .sharingViolation, .fileLockConflict, .lockNotGranted: return Errno(EBUSY)
+        case .sharingViolation: return Errno(EBUSY)
+        // A read or write into a range another open locked; a lock refused (F_SETLK's EAGAIN).
+        case .fileLockConflict: return Errno(EACCES)
+        case .lockNotGranted: return Errno(EAGAIN)
         case .directoryNotEmpty: return Errno(ENOTEMPTY)
         case .notADirectory: return Errno(ENOTDIR)
         case .fileIsADirectory: return Errno(EISDIR)

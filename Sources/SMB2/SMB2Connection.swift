@@ -24,6 +24,10 @@ final class SMB2Connection: Sendable {
         /// Requests posted without waiting: their replies are dropped as they come.
         var unwanted: Set<UInt64> = []
         var replies: [UInt64: SMB2Reply] = [:]
+        /// Requests the server said it will answer later (a blocking lock), by MessageId.
+        var asyncIds: [UInt64: UInt64] = [:]
+        /// Held requests a CANCEL was sent for: their waiters now wait no longer than `timeout`.
+        var cancelled: Set<UInt64> = []
         /// Why the connection is no use any more; every waiter gets it.
         var broken: Errno?
         /// Whether `socket` is still ours: once closed, its number may be another file's.
@@ -135,11 +139,13 @@ final class SMB2Connection: Sendable {
         let replies: [SMB2Reply]? = try flow.withLock(when: { flow in flow.broken != nil || ids.allSatisfy { flow.replies[$0] != nil } },
                                                        within: timeout) { (flow) throws(Errno) in
             if ids.allSatisfy({ flow.replies[$0] != nil }) {
+                for id in ids { flow.asyncIds[id] = nil }
                 return ids.map { flow.replies.removeValue(forKey: $0)! }
             }
             for id in ids {
                 flow.waiting.remove(id)
                 flow.replies[id] = nil
+                flow.asyncIds[id] = nil
             }
             throw flow.broken ?? Errno(EIO)
         }
@@ -150,8 +156,32 @@ final class SMB2Connection: Sendable {
         return replies
     }
 
+    /// The reply to a request the server may hold for as long as it likes (a blocking lock):
+    /// waited for without a limit until `cancel` asks the server to give it up, and from then
+    /// on as any other reply.
+    func awaitHeldReply(_ id: UInt64) throws(Errno) -> SMB2Reply {
+        flow.withLock(when: { flow in flow.broken != nil || flow.replies[id] != nil || flow.cancelled.contains(id) }) { _ in }
+        defer { _ = flow.withLock { $0.cancelled.remove(id) } }
+        return try awaitReplies([id])[0]
+    }
+
     func send(_ request: SMB2Request) throws(Errno) -> SMB2Reply {
         try send([request])[0]
+    }
+
+    /// Asks the server to give up a request it is holding (MS-SMB2 3.2.4.24): it then answers
+    /// that request with STATUS_CANCELLED. A CANCEL takes no credit and gets no reply.
+    func cancel(_ messageId: UInt64) {
+        let asyncId: UInt64?? = flow.withLock { flow in
+            guard flow.waiting.contains(messageId) && flow.replies[messageId] == nil else { return nil }
+            flow.cancelled.insert(messageId)
+            return .some(flow.asyncIds[messageId])
+        }
+        guard let asyncId else { return }
+        var request = SMB2Request(.cancel, { var body = ByteWriter(); body.u16(4); body.u16(0); return body }())
+        request.creditCharge = 0
+        request.cancels = (messageId, asyncId)
+        try? write(compose([request], ids: [messageId], payload: nil, sent: nil))
     }
 
     /// Headers, compound chaining, signing and encryption: the bytes of one frame, built in
@@ -168,14 +198,19 @@ final class SMB2Connection: Sendable {
             frame.u16(request.creditCharge)
             frame.u32(0)
             frame.u16(request.command.rawValue)
-            frame.u16(max(request.creditCharge, Self.creditsWanted))
+            frame.u16(request.cancels != nil ? 0 : max(request.creditCharge, Self.creditsWanted))
             let sign = (security.signs || request.alwaysSigned && !security.signingKey.isEmpty) && !security.encrypts
                 && request.command != .negotiate && request.command != .sessionSetup
-            frame.u32((request.related ? SMB2Flags.related : 0) | (sign ? SMB2Flags.signed : 0))
+            let async = request.cancels?.asyncId
+            frame.u32((request.related ? SMB2Flags.related : 0) | (sign ? SMB2Flags.signed : 0) | (async != nil ? SMB2Flags.async : 0))
             frame.u32(0)  // NextCommand, set below
             frame.u64(ids[index])
-            frame.u32(0xFEFF)  // ProcessId
-            frame.u32(request.treeId)
+            if let async {
+                frame.u64(async)
+            } else {
+                frame.u32(0xFEFF)  // ProcessId
+                frame.u32(request.treeId)
+            }
             frame.u64(security.sessionId)
             frame.zeros(16)
             frame.append(request.body)
@@ -264,7 +299,11 @@ final class SMB2Connection: Sendable {
                     flow.credits += Int(reply.credits)
                     // An interim answer (the server will reply later) and a break
                     // notification (MessageId all ones) are not the answer anyone waits for.
-                    if reply.status == .pending && reply.flags & SMB2Flags.async != 0 || reply.messageId == .max { continue }
+                    if reply.status == .pending && reply.flags & SMB2Flags.async != 0 {
+                        if flow.waiting.contains(reply.messageId) { flow.asyncIds[reply.messageId] = reply.asyncId }
+                        continue
+                    }
+                    if reply.messageId == .max { continue }
                     flow.charged = max(0, flow.charged - Int(max(1, reply.creditCharge)))
                     if flow.waiting.remove(reply.messageId) != nil, flow.unwanted.remove(reply.messageId) == nil {
                         flow.replies[reply.messageId] = reply

@@ -26,6 +26,9 @@ struct SMB2Request: Sendable {
     var related = false
     /// Signed even where the session does not sign everything (3.1.1's tree connect).
     var alwaysSigned = false
+    /// A CANCEL names the request it cancels: its MessageId, and its AsyncId once the server
+    /// has said it will answer later.
+    var cancels: (messageId: UInt64, asyncId: UInt64?)?
 
     init(_ command: SMB2Command, _ body: ByteWriter, payload: Int = 0, treeId: UInt32 = 0) {
         self.command = command
@@ -43,6 +46,8 @@ struct SMB2Reply: Sendable {
     let messageId: UInt64
     let sessionId: UInt64
     let treeId: UInt32
+    /// Set in an interim answer (STATUS_PENDING): what a CANCEL of the request names.
+    let asyncId: UInt64?
     let credits: UInt16
     /// What the request cost, as the server echoes it.
     let creditCharge: UInt16
@@ -65,9 +70,10 @@ struct SMB2Reply: Sendable {
         try reader.skip(4)  // NextCommand
         messageId = try reader.u64()
         if flags & SMB2Flags.async != 0 {
-            _ = try reader.u64()  // AsyncId
+            asyncId = try reader.u64()
             treeId = 0
         } else {
+            asyncId = nil
             try reader.skip(4)
             treeId = try reader.u32()
         }

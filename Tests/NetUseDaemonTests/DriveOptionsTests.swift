@@ -14,6 +14,7 @@ import Testing
         #expect(options.cache.closeTimeout == .milliseconds(500) && options.cache.attributeTimeout == .zero)
         #expect(options.cache.deferredLimit == 1024 && options.workers == 1)
         #expect(try DriveOptions.parse([:]).leases && !(try DriveOptions.parse(["nolease": ""]).leases))
+        #expect(try DriveOptions.parse([:]).locks && !(try DriveOptions.parse(["nobrl": "yes"]).locks))
     }
 
     /// Each deferred handle is one of the daemon's descriptors: a user may not ask for more.
