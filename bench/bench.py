@@ -246,8 +246,8 @@ WORKLOADS = {
 }
 
 
-def prepare(share):
-    """The files every workload reads, put on the share itself."""
+def prepare(share, small=False):
+    """The files every workload reads, put on the share itself (`small`: not big.bin)."""
     (share / "seed.cmd").write_bytes(b"@echo off\r\n" * 200)
     (share / "login.sh").write_text("for i in 1 2 3 4 5 6 7 8 9 10; do cat seed.cmd > /dev/null; done\n")
     for n in range(4):
@@ -256,7 +256,7 @@ def prepare(share):
     for n in range(50):
         (share / "oc" / f"f{n}").write_bytes(b"x")
     with open(share / "big.bin", "wb") as f:
-        for _ in range(256):
+        for _ in range(0 if small else 256):
             f.write(os.urandom(MiB))
     for d in range(20):
         folder = share / "tree" / f"d{d}"
@@ -269,7 +269,7 @@ def prepare(share):
 
 def measure(system, workloads, repeats):
     results = {}
-    for name in workloads:
+    for name in (workload for workload in workloads if workload in WORKLOADS):
         function, unit, _ = WORKLOADS[name]
         values = []
         for _ in range(repeats):
@@ -283,6 +283,32 @@ def measure(system, workloads, repeats):
         shown = f"{results[name]['median']:.3g}" if values else "failed"
         print(f"  {system.name:18} {name:15} {shown} {unit}", file=sys.stderr, flush=True)
     return results
+
+
+def copy_on_share(system, proxy, repeats):
+    """A copy of big.bin (256 MiB) within the share through the drive: by cp, whose
+    copy_file_range the native engine hands to the server (FSCTL_SRV_COPYCHUNK_WRITE), and
+    by dd, whose reads and writes cross the wire. Seconds, and MiB the proxy carried."""
+    rows = {}
+    for name, command in (("copy cp", ["cp", "--reflink=never"]), ("copy dd", None)):
+        seconds, wire = [], []
+        for _ in range(repeats):
+            drop_caches()
+            source, target = system.path / "big.bin", system.path / "copy.bin"
+            before = proxy.carried if proxy else 0
+            start = time.perf_counter()
+            if command:
+                subprocess.run(command + [str(source), str(target)], check=True)
+            else:
+                subprocess.run(["dd", f"if={source}", f"of={target}", "bs=1M", "status=none"], check=True)
+            seconds.append(time.perf_counter() - start)
+            wire.append(((proxy.carried if proxy else 0) - before) / MiB)
+            os.unlink(target)
+        rows[name] = {"unit": "s", "values": seconds, "median": statistics.median(seconds)}
+        if proxy:
+            rows[name + " wire"] = {"unit": "MiB", "values": wire, "median": statistics.median(wire)}
+        print(f"  {system.name:18} {name:15} {rows[name]['median']:.3g} s", file=sys.stderr, flush=True)
+    return rows
 
 
 def delete_after_use(netuse, repeats):
@@ -413,7 +439,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rtt", type=float, nargs="*", default=[0, 2], help="round trips to emulate, ms (none: local share only)")
-    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS))
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS) + ["copy"])
     parser.add_argument("--output", default=str(REPO / "bench-results"))
     arguments = parser.parse_args()
     if os.geteuid() != 0:
@@ -424,6 +450,12 @@ def main():
     (work / "smbd").mkdir()
     (work / "smbd").chmod(0o755)
     samba = Samba(work / "smbd")
+    unleased = None
+    if {"seed", "openclose"} & set(arguments.workloads):
+        (work / "smbd-unleased").mkdir()
+        (work / "smbd-unleased").chmod(0o755)
+        unleased = Samba(work / "smbd-unleased", settings={"smb2 leases": "no"})
+        prepare(unleased.base / "guest", small=True)
     report = {"machine": {"cores": os.cpu_count(), "kernel": os.uname().release}, "runs": {}}
     texts = []
     try:
@@ -431,6 +463,7 @@ def main():
         for rtt in arguments.rtt:
             proxy = LatencyProxy(samba.port, rtt / 2) if rtt > 0 else None
             port = proxy.port if proxy else samba.port
+            unleased_proxy = LatencyProxy(unleased.port, rtt / 2) if rtt > 0 and unleased else None
             print(f"== {rtt} ms round trip", file=sys.stderr, flush=True)
             systems, rows = [], {}
             try:
@@ -450,6 +483,20 @@ def main():
                     if isinstance(system, Netuse):
                         # Before the peers run: rclone's write-back uploads in the background.
                         rows.setdefault("delete-after-use", {})[label] = delete_after_use(system, arguments.repeats)
+                        if "copy" in arguments.workloads:
+                            for workload, figures in copy_on_share(system, proxy, arguments.repeats).items():
+                                rows.setdefault(workload, {})[label] = figures
+                # The server without leases (batch oplocks instead): the handle cache's figures.
+                if unleased:
+                    try:
+                        system = Netuse(work, f"smb://127.0.0.1:{unleased_proxy.port if unleased_proxy else unleased.port}/guest",
+                                        label=f"leases-off-{rtt}")
+                        systems.append(system)
+                        for workload, figures in measure(system, [w for w in ("seed", "openclose") if w in arguments.workloads],
+                                                         arguments.repeats).items():
+                            rows.setdefault(workload, {})["leases off"] = figures
+                    except Exception as error:
+                        print(f"  the server without leases: {error}", file=sys.stderr)
                 if {"seqread", "seqwrite"} & set(arguments.workloads):
                     for workload, figures in smbclient_wire(work, port, arguments.repeats).items():
                         rows.setdefault(workload, {})["smbclient"] = figures
@@ -458,8 +505,10 @@ def main():
                     system.stop()
                 if proxy:
                     proxy.stop()
+                if unleased_proxy:
+                    unleased_proxy.stop()
             report["runs"][f"{rtt}ms"] = rows
-            texts.append(table(rows, ["libsmbclient", "rclone off", "rclone full", "smbnetfs", "smbclient"],
+            texts.append(table(rows, ["libsmbclient", "leases off", "rclone off", "rclone full", "smbnetfs", "smbclient"],
                                f"SMB share, {rtt} ms round trip (smbclient: get/put, no mount, the wire's ceiling)"))
         report["drive_memory"] = drive_memory(work, samba.port)
         texts.append("Memory of drives to one server (netused and its workers, KiB): " + "; ".join(
@@ -474,6 +523,8 @@ def main():
         texts.append("Memory (netused RSS): " + ", ".join(f"{k} {v:.0f}" for k, v in report["memory"].items()))
     finally:
         samba.stop()
+        if unleased:
+            unleased.stop()
         for mountpoint in fuse_mounts_under(work):
             subprocess.run(["umount", "-l", mountpoint], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
