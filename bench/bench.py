@@ -235,6 +235,23 @@ def parallel(directory):
     return 800 / (time.perf_counter() - start)
 
 
+COLD_BATCHES, COLD_FILES = 80, 50
+cold_batches = iter(range(COLD_BATCHES))
+
+
+def cold(directory, listed=False):
+    """Open, read 2 KiB and close each of 50 files the drive has never touched: milliseconds
+    per file. `listed`: after listing their directory (the kernel then has their entries)."""
+    folder = directory / "cold" / f"b{next(cold_batches)}"
+    names = sorted(os.listdir(folder)) if listed else [f"f{n}" for n in range(COLD_FILES)]
+    start = time.perf_counter()
+    for name in names:
+        fd = os.open(folder / name, os.O_RDONLY)
+        assert len(os.read(fd, 2048)) == 2048
+        os.close(fd)
+    return (time.perf_counter() - start) * 1000 / len(names)
+
+
 WORKLOADS = {
     "seed": (seed, "ops/s", True),
     "openclose": (openclose, "ops/s", True),
@@ -243,6 +260,8 @@ WORKLOADS = {
     "seqwrite+fsync": (lambda d: seqwrite(d, sync=True), "MB/s", True),
     "tree": (tree, "s", False),
     "parallel": (parallel, "ops/s", True),
+    "cold": (cold, "ms/file", False),
+    "cold listed": (lambda d: cold(d, listed=True), "ms/file", False),
 }
 
 
@@ -258,6 +277,11 @@ def prepare(share, small=False):
     with open(share / "big.bin", "wb") as f:
         for _ in range(0 if small else 256):
             f.write(os.urandom(MiB))
+    for batch in range(COLD_BATCHES):
+        folder = share / "cold" / f"b{batch}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for n in range(COLD_FILES):
+            (folder / f"f{n}").write_bytes(os.urandom(4096))
     for d in range(20):
         folder = share / "tree" / f"d{d}"
         folder.mkdir(parents=True, exist_ok=True)

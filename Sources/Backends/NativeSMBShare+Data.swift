@@ -23,7 +23,10 @@ extension NativeSMBShare {
         case (false, _, true): disposition = .overwrite
         case (false, _, false): disposition = .open
         }
-        if flags & O_TRUNC != 0 { settle(path: path) }
+        if flags & O_TRUNC != 0 {
+            settle(path: path)
+            changes.add(1, ordering: .releasing)
+        }
         defer { if flags & (O_CREAT | O_TRUNC) != 0 { listingAhead.forget(parentOf: path) } }
         return try onTree { (tree, generation) throws(Errno) in
             try openLeased(full(path), path: path, flags: flags, disposition: disposition, on: tree, generation: generation)
@@ -31,7 +34,9 @@ extension NativeSMBShare {
     }
 
     public func read(_ handle: BackendHandle, into buffer: UnsafeMutableRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
-        settle(path: try file(handle).path)
+        let file = try file(handle)
+        settle(path: file.path)
+        if let count = readHead(file, into: buffer, at: offset) { return count }
         return try onFile(handle) { (tree, id) throws(Errno) in try tree.read(id, into: buffer, at: UInt64(offset)) }
     }
 
@@ -41,6 +46,7 @@ extension NativeSMBShare {
     /// with an FSYNC.
     public func write(_ handle: BackendHandle, from buffer: UnsafeRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
         let file = try file(handle)
+        changes.add(1, ordering: .releasing)
         defer { listingAhead.forget(parentOf: file.path) }
         // Over the cache budget the writer waits for the share: what is gathered goes
         // first, then this write, straight through.
@@ -131,6 +137,7 @@ extension NativeSMBShare {
         guard from.flags & O_ACCMODE != O_WRONLY else { throw Errno(EOPNOTSUPP) }
         settle(path: from.path)
         settle(path: to.path)
+        changes.add(1, ordering: .releasing)
         defer { listingAhead.forget(parentOf: to.path) }
         let size = try onFile(source) { (tree, id) throws(Errno) in try tree.info(of: id).size }
         guard UInt64(sourceOffset) < size else { return 0 }

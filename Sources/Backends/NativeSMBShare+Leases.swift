@@ -42,10 +42,19 @@ extension NativeSMBShare {
         if asksForLeases && session.leases { session.onBreak(target, handler) }
         let id: SMB2FileId
         var caching: SMB2Caching
+        let info: SMB2FileInfo
+        var head: (bytes: [UInt8], changes: UInt64)?
         do {
-            (id, _, caching) = try tree.create(name, access: Self.access(flags), disposition: disposition,
-                                               options: flags & O_CREAT != 0 ? .nonDirectory : [],
-                                               lease: asksForLeases ? lease : nil)
+            // A reader reads next: its first bytes come with the open, after what the drive
+            // still holds to write to the file.
+            let reads = flags & O_ACCMODE == O_RDONLY && disposition == .open && asksForLeases && session.leases
+            if reads { settle(path: path) }
+            let before = changes.load(ordering: .acquiring)
+            let opened = try tree.open(name, access: Self.access(flags), disposition: disposition,
+                                       options: flags & O_CREAT != 0 ? .nonDirectory : [],
+                                       lease: asksForLeases ? lease : nil, readLength: reads ? Self.headLength : nil)
+            (id, info, caching) = (opened.file, opened.info, opened.caching)
+            head = opened.head.map { ($0, before) }
         } catch {
             session.stopBreaks(target)
             throw error
@@ -56,6 +65,8 @@ extension NativeSMBShare {
         }
         let file = NativeFile(path: path, flags: flags & ~(O_CREAT | O_EXCL | O_TRUNC), lease: lease,
                               open: NativeFile.Open(id: id, generation: generation))
+        file.head.withLock { $0 = head }
+        file.opened.withLock { $0 = stat(info, path: path) }
         files.withLock { files in
             file.open.withLock { open in
                 if let broken = early.withLock({ $0 }) { caching.formIntersection(broken) }
@@ -68,6 +79,27 @@ extension NativeSMBShare {
         return handle
     }
 
+    /// How much of a file a reader's open reads with it: one credit's worth, more than the
+    /// kernel's first read-ahead window.
+    static let headLength = 65_536
+
+    /// A read the file's head answers: while the read lease holds and nothing was written
+    /// through the drive since, for a range inside it (or reaching past the file's end).
+    func readHead(_ file: NativeFile, into buffer: UnsafeMutableRawBufferPointer, at offset: off_t) -> Int? {
+        guard let head = file.head.withLock({ $0 }) else { return nil }
+        guard file.open.withLock({ $0.caching.contains(.read) }), head.changes == changes.load(ordering: .acquiring) else {
+            file.head.withLock { $0 = nil }
+            return nil
+        }
+        let start = Int(offset)
+        guard start + buffer.count <= head.bytes.count || head.bytes.count < Self.headLength else { return nil }
+        let count = max(0, min(buffer.count, head.bytes.count - start))
+        if count > 0 {
+            head.bytes.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]).copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[start..<(start + count)])) }
+        }
+        return count
+    }
+
     /// On the session's break thread: lets go of what the lease no longer covers, then
     /// answers the server (unless the redirector closed the handle, which ends the lease).
     func broke(_ handle: BackendHandle, _ broken: SMB2Break) {
@@ -78,7 +110,10 @@ extension NativeSMBShare {
         }
         // Written data the drive still holds goes to the server before another client may read.
         if before.contains(.write) && !broken.caching.contains(.write) { drain(file) }
-        if !broken.caching.contains(.read) { listingAhead.forget(parentOf: file.path) }
+        if !broken.caching.contains(.read) {
+            file.head.withLock { $0 = nil }
+            listingAhead.forget(parentOf: file.path)
+        }
         breakObserver.withLock { $0 }?(handle, HandleCaching(broken.caching))
         let open = file.open.withLock { $0 }
         guard broken.acknowledgmentRequired, !open.closed else { return }

@@ -26,6 +26,9 @@ public final class NativeSMBShare: ShareBackend {
     let couriers = (0..<4).map { _ in Courier() }
     /// Files whose write-behind is sending: when none is, nothing needs settling.
     let writing = Atomic<Int>(0)
+    /// Counts writes, truncates and copies made through the drive: a file's head read with
+    /// its open before the latest of them is not served.
+    let changes = Atomic<UInt64>(0)
     let listingAhead = ListingAhead()
 
     /// Who hears of lease breaks: the redirector, set once before the first open.
@@ -50,6 +53,12 @@ public final class NativeSMBShare: ShareBackend {
         }
         /// Writes on their way to the share (write-behind).
         let data = Monitor(DataState())
+        /// The file's first bytes, read with the open (CREATE+READ) for a reader holding a
+        /// read lease, and the count of changes through the drive when they were asked for.
+        let head = Mutex<(bytes: [UInt8], changes: UInt64)?>(nil)
+        /// What the server said of the file with the open: the answer to the stat that
+        /// follows every open (the redirector's), once.
+        let opened = Mutex<Glibc.stat?>(nil)
 
         struct DataState: Sendable {
             var writeBehind = WriteBehind()
@@ -259,7 +268,9 @@ public final class NativeSMBShare: ShareBackend {
     }
 
     public func attributes(of handle: BackendHandle) throws(Errno) -> Glibc.stat {
-        let path = try file(handle).path
+        let file = try file(handle)
+        if let opened = file.opened.withLock({ opened in defer { opened = nil }; return opened }) { return opened }
+        let path = file.path
         settle(path: path)
         let info = try onFile(handle) { (tree, id) throws(Errno) in try tree.info(of: id) }
         return stat(info, path: path)
@@ -272,6 +283,7 @@ public final class NativeSMBShare: ShareBackend {
         }
         settle(path: path)
         defer { listingAhead.forget(parentOf: path) }
+        if changes.size != nil { self.changes.add(1, ordering: .releasing) }
         if let size = changes.size {
             if let handle, (try? file(handle).flags & O_ACCMODE) != O_RDONLY {
                 try onFile(handle) { (tree, id) throws(Errno) in try tree.setEndOfFile(id, UInt64(size)) }

@@ -207,6 +207,36 @@ public final class SMB2Tree: Sendable {
         return (file, info, lease == nil ? [] : Self.grantedCaching(reply))
     }
 
+    /// Opens (or creates) a file asking for a lease, and in the same round trip asks for all
+    /// it says of the file (CREATE+QUERY_INFO) and, for a reader, its first `readLength` bytes
+    /// (+READ): what the open's caller asks next. The bytes are nil when not asked for or the
+    /// read failed; fewer than asked means the file ends there.
+    public func open(_ path: String, access: UInt32, disposition: SMB2Disposition, options: SMB2CreateOptions = [],
+                     lease: SMB2LeaseRequest?, readLength: Int? = nil) throws(Errno)
+        -> (file: SMB2FileId, info: SMB2FileInfo, caching: SMB2Caching, head: [UInt8]?)
+    {
+        var requests = [request(.create, createBody(path, access: access, disposition: disposition, options: options, lease: lease)),
+                        request(.queryInfo, queryInfoBody(.related, type: 1, infoClass: Self.fileAllInformation, length: 4096), related: true)]
+        if let readLength {
+            requests.append(request(.read, readBody(.related, length: readLength, at: 0), payload: readLength, related: true))
+        }
+        let replies = try connection.send(requests)
+        try replies[0].check()
+        let (file, _) = try Self.created(replies[0])
+        let caching = lease == nil ? [] : Self.grantedCaching(replies[0])
+        let info: SMB2FileInfo
+        do {
+            if replies[1].status != .bufferOverflow { try replies[1].check() }
+            info = try Self.allInformation(replies[1])
+        } catch {
+            _ = try? close(file)
+            throw error
+        }
+        guard let readLength else { return (file, info, caching, nil) }
+        if replies[2].status == .endOfFile { return (file, info, caching, []) }
+        return (file, info, caching, (try? Self.readData(replies[2], asked: readLength)).map(Array.init))
+    }
+
     static func created(_ reply: SMB2Reply) throws(Errno) -> (SMB2FileId, SMB2FileInfo) {
         var body = reply.body
         try body.skip(8)
@@ -349,35 +379,44 @@ public final class SMB2Tree: Sendable {
 
     // MARK: data
 
+    func readBody(_ file: SMB2FileId, length: Int, at offset: UInt64) -> ByteWriter {
+        var body = ByteWriter()
+        body.u16(49)
+        body.u8(0x50)
+        body.u8(0)
+        body.u32(UInt32(length))
+        body.u64(offset)
+        file.write(to: &body)
+        body.u32(0)
+        body.u32(0)
+        body.u32(0)
+        body.u16(0)
+        body.u16(0)
+        body.u8(0)
+        return body
+    }
+
+    static func readData(_ reply: SMB2Reply, asked length: Int) throws(Errno) -> ArraySlice<UInt8> {
+        try reply.check()
+        var answer = reply.body
+        try answer.skip(2)
+        let dataOffset = Int(try answer.u8())
+        try answer.skip(1)
+        let count = Int(try answer.u32())
+        guard count <= length else { throw Errno(EPROTO) }
+        return try reply.body.at(dataOffset, count)
+    }
+
     /// Reads up to `buffer.count` bytes; fewer only at the end of the file. Pieces larger than
     /// the server's MaxReadSize go as several requests in flight at once.
     public func read(_ file: SMB2FileId, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(Errno) -> Int {
         var done = 0
         while done < buffer.count {
             let length = min(buffer.count - done, maxRead)
-            var body = ByteWriter()
-            body.u16(49)
-            body.u8(0x50)
-            body.u8(0)
-            body.u32(UInt32(length))
-            body.u64(offset + UInt64(done))
-            file.write(to: &body)
-            body.u32(0)
-            body.u32(0)
-            body.u32(0)
-            body.u16(0)
-            body.u16(0)
-            body.u8(0)
-            let reply = try connection.send(request(.read, body, payload: length))
+            let reply = try connection.send(request(.read, readBody(file, length: length, at: offset + UInt64(done)), payload: length))
             if reply.status == .endOfFile { break }
-            try reply.check()
-            var answer = reply.body
-            try answer.skip(2)
-            let dataOffset = Int(try answer.u8())
-            try answer.skip(1)
-            let count = Int(try answer.u32())
-            guard count <= length else { throw Errno(EPROTO) }
-            let data = try reply.body.at(dataOffset, count)
+            let data = try Self.readData(reply, asked: length)
+            let count = data.count
             data.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + count)]).copyMemory(from: $0) }
             done += count
             if count < length { break }

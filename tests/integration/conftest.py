@@ -170,6 +170,17 @@ def base():
 # Which engine SMB drives use in this run (make test runs the SMB tests with each).
 SMB_ENGINE = os.environ.get("NETUSE_SMB_ENGINE", "native")
 
+# The private smbd's policy for this run: make test runs the SMB tests again under each of
+# the strict ones, which refuse a client that does not comply.
+SAMBA_POLICIES = {
+    "default": {},
+    "signing": {"server signing": "mandatory"},
+    "encryption": {"server smb encrypt": "required"},
+    "smb2.0.2": {"server max protocol": "SMB2_02"},
+    "smb3.1.1": {"server min protocol": "SMB3_11"},
+}
+SAMBA_POLICY = os.environ.get("NETUSE_SAMBA_POLICY", "default")
+
 
 class Share:
     """A share a drive maps, and the directory where its files really are."""
@@ -218,7 +229,7 @@ class Share:
 def samba():
     base = Path(tempfile.mkdtemp(prefix="netuse-smbd-", dir="/tmp"))
     base.chmod(0o755)
-    server = Samba(base)
+    server = Samba(base, settings=SAMBA_POLICIES[SAMBA_POLICY])
     yield server
     server.stop()
     if not os.environ.get("NETUSE_KEEP_SMBD"):

@@ -175,3 +175,31 @@ def test_libsmbclient_holds_no_lease_so_defers_no_close(daemon, user_share):
     assert daemon.refs()["serverOpens"] == []
     user_share.other_client("del f.txt", check=True)
     assert not (user_share.path / "f.txt").exists()
+
+
+def test_a_readers_open_brings_the_first_bytes_and_they_go_when_the_file_changes(daemon, user_share, base):
+    """A read-only open is CREATE+READ in one round trip; the bytes it brought are served only
+    while the read lease holds and nothing was written through the drive since."""
+    drive = daemon.use("q", user_share, *NATIVE, "-o", "closetimeo=30")
+    first = os.urandom(100_000)
+    (drive / "f").write_bytes(first)
+    reader = os.open(drive / "f", os.O_RDONLY)
+    try:
+        assert os.pread(reader, 200_000, 0) == first
+        with open(drive / "f", "r+b") as writer:
+            writer.write(b"ours")
+        os.posix_fadvise(reader, 0, 0, os.POSIX_FADV_DONTNEED)  # the next read asks the daemon
+        assert os.pread(reader, 8, 0) == b"ours" + first[4:8]
+        staged = base / "staged"
+        second = os.urandom(100_000)
+        staged.write_bytes(second)
+        user_share.other_client(f"put {staged} f", check=True)
+        os.posix_fadvise(reader, 0, 0, os.POSIX_FADV_DONTNEED)
+        assert os.pread(reader, 200_000, 0) == second
+    finally:
+        os.close(reader)
+    for size in (0, 10, 65_536, 65_537):
+        data = os.urandom(size)
+        (user_share.path / f"s{size}").write_bytes(data)
+        (user_share.path / f"s{size}").chmod(0o666)
+        assert (drive / f"s{size}").read_bytes() == data
