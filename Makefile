@@ -47,6 +47,10 @@ PROPERTY_STEPS    ?= 50
 
 # Mounts real FUSE filesystems and switches users with setpriv: run as root. The SMB tests
 # run twice: with the native engine (the default), then with libsmbclient.
+# The strict servers the SMB tests run against again, on the native engine
+# (tests/integration/conftest.py says what each sets).
+SAMBA_POLICIES ?= signing encryption smb2.0.2 smb3.1.1
+
 integration-test:
 	$(SWIFT) build
 	NETUSE_BIN=$(DEBUG_BIN) NETUSE_PROPERTY_SEEDS="$(PROPERTY_SEEDS)" NETUSE_PROPERTY_EXAMPLES=$(PROPERTY_EXAMPLES) \
@@ -54,6 +58,12 @@ integration-test:
 	NETUSE_BIN=$(DEBUG_BIN) NETUSE_SMB_ENGINE=libsmbclient NETUSE_PROPERTY_SEEDS="$(PROPERTY_SEEDS)" \
 	  NETUSE_PROPERTY_EXAMPLES=$(PROPERTY_EXAMPLES) NETUSE_PROPERTY_STEPS=$(PROPERTY_STEPS) \
 	  python3 -m pytest -q -p no:cacheprovider tests/integration -k "smb and not engine"
+	for policy in $(SAMBA_POLICIES); do \
+	  echo "== the SMB tests against smbd with the $$policy policy"; \
+	  NETUSE_BIN=$(DEBUG_BIN) NETUSE_SAMBA_POLICY=$$policy NETUSE_PROPERTY_SEEDS="$(PROPERTY_SEEDS)" \
+	    NETUSE_PROPERTY_EXAMPLES=$(PROPERTY_EXAMPLES) NETUSE_PROPERTY_STEPS=$(PROPERTY_STEPS) \
+	    python3 -m pytest -q -p no:cacheprovider tests/integration -k "smb and not engine and not libsmbclient" || exit 1; \
+	done
 
 # Longer: the property test on more seeds with longer sequences, then fsx when given one
 # (FSX=/path/to/fsx, built outside the repository as the README says).

@@ -143,10 +143,18 @@ extension NativeSMBShare {
         guard UInt64(sourceOffset) < size else { return 0 }
         let count = min(UInt64(length), size - UInt64(sourceOffset))
         let target = try onFile(destination) { (_, id) throws(Errno) in id }
-        let copied = try onFile(source) { (tree, id) throws(Errno) in
-            try tree.copy(from: id, at: UInt64(sourceOffset), to: target, at: UInt64(destinationOffset), length: count)
+        do {
+            let copied = try onFile(source) { (tree, id) throws(Errno) in
+                // SMB 2.0.2 has no COPYCHUNK_WRITE.
+                guard tree.session.dialect > 0x202 else { throw Errno(EOPNOTSUPP) }
+                return try tree.copy(from: id, at: UInt64(sourceOffset), to: target, at: UInt64(destinationOffset), length: count)
+            }
+            return Int(copied)
+        } catch where error.rawValue != EIO {
+            // The server will not copy these (a share or range it refuses): the kernel copies
+            // through the drive instead.
+            throw Errno(EOPNOTSUPP)
         }
-        return Int(copied)
     }
 
     public func close(_ handle: BackendHandle) {

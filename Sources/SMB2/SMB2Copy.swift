@@ -56,9 +56,16 @@ extension SMB2Tree {
                 input.u32(0)
                 asked += piece
             }
-            var written = ByteReader(try ioctl(destination, code: Self.copyChunkWrite, input: input.bytes, maxOutput: 12))
-            try written.skip(8)
-            let total = UInt64(try written.u32())
+            let total: UInt64
+            do {
+                var written = ByteReader(try ioctl(destination, code: Self.copyChunkWrite, input: input.bytes, maxOutput: 12))
+                try written.skip(8)
+                total = UInt64(try written.u32())
+            } catch {
+                // What was copied stands; the caller hears of the failure on its next call.
+                if done > 0 { break }
+                throw error
+            }
             done += total
             if total < asked { break }
         }

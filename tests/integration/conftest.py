@@ -182,6 +182,13 @@ SAMBA_POLICIES = {
 SAMBA_POLICY = os.environ.get("NETUSE_SAMBA_POLICY", "default")
 
 
+def deferred_per_file(share):
+    """How many of a file's ServerOpens (a writer's, then a reader's) stay deferred. SMB 2.0.2
+    has no leases: the native engine holds a batch oplock, which the file's next open breaks,
+    so only the last one may keep its handle."""
+    return 1 if share.kind == "smb" and SAMBA_POLICY == "smb2.0.2" and SMB_ENGINE == "native" else 2
+
+
 class Share:
     """A share a drive maps, and the directory where its files really are."""
 
