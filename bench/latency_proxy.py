@@ -50,6 +50,17 @@ class LatencyProxy:
         with self.lock:
             return sum(pipe.carried for pipe in self.pipes)
 
+    def cut(self):
+        """Breaks every connection so far, as a network failure would; new ones still come."""
+        with self.lock:
+            cut, self.connections = self.connections, []
+        for sock in cut:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
     def stop(self):
         self.listener.close()
         with self.lock:

@@ -43,6 +43,7 @@ extension NativeSMBShare {
         let id: SMB2FileId
         var caching: SMB2Caching
         let info: SMB2FileInfo
+        var durable: SMB2Durable? = asksForLeases ? .fresh() : nil
         var head: (bytes: [UInt8], changes: UInt64)?
         do {
             // A reader reads next: its first bytes come with the open, after what the drive
@@ -52,8 +53,10 @@ extension NativeSMBShare {
             let before = changes.load(ordering: .acquiring)
             let opened = try tree.open(name, access: Self.access(flags), disposition: disposition,
                                        options: flags & O_CREAT != 0 ? .nonDirectory : [],
-                                       lease: asksForLeases ? lease : nil, readLength: reads ? Self.headLength : nil)
+                                       lease: asksForLeases ? lease : nil, durable: durable,
+                                       readLength: reads ? Self.headLength : nil)
             (id, info, caching) = (opened.file, opened.info, opened.caching)
+            if !opened.durable { durable = nil }
             head = opened.head.map { ($0, before) }
         } catch {
             session.stopBreaks(target)
@@ -64,7 +67,7 @@ extension NativeSMBShare {
             session.onBreak(target, handler)
         }
         let file = NativeFile(path: path, flags: flags & ~(O_CREAT | O_EXCL | O_TRUNC), lease: lease,
-                              open: NativeFile.Open(id: id, generation: generation))
+                              open: NativeFile.Open(id: id, generation: generation, durable: durable), breakHandler: handler)
         file.head.withLock { $0 = head }
         file.opened.withLock { $0 = stat(info, path: path) }
         files.withLock { files in

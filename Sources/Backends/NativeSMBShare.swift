@@ -50,6 +50,8 @@ public final class NativeSMBShare: ShareBackend {
             var caching: SMB2Caching = []
             /// What the server's breaks for it name, while it holds a lease or oplock.
             var breaks: SMB2Break.Target?
+            /// Set when the server made the open durable: a reconnect gets it back.
+            var durable: SMB2Durable?
         }
         /// Writes on their way to the share (write-behind).
         let data = Monitor(DataState())
@@ -70,11 +72,15 @@ public final class NativeSMBShare: ShareBackend {
             }
         }
 
-        init(path: String, flags: Int32, lease: SMB2LeaseRequest, open: Open) {
+        /// Where the server's breaks for it go (again on a new session, after a reconnect).
+        let breakHandler: @Sendable (SMB2Break) -> Void
+
+        init(path: String, flags: Int32, lease: SMB2LeaseRequest, open: Open, breakHandler: @escaping @Sendable (SMB2Break) -> Void) {
             self.path = path
             self.flags = flags
             self.lease = lease
             self.open = Mutex(open)
+            self.breakHandler = breakHandler
         }
     }
 
@@ -196,10 +202,18 @@ public final class NativeSMBShare: ShareBackend {
             let current = file.open.withLock { $0 }
             if current.closed { throw Errno(EBADF) }
             if current.generation == generation { return try body(tree, current.id) }
-            // The lease went with the old connection, and what it cached was told to go when
-            // the tree was replaced; the new open caches nothing more than that.
+            // A durable open comes back as it was, its locks too; its lease holds on the server,
+            // so its breaks are heard on the new session, though the drive, told at the
+            // reconnect to drop what the lease cached, now caches nothing of it.
+            if let durable = current.durable,
+               let (id, _) = try? tree.reconnect(full(file.path), file: current.id, durable: durable, lease: file.lease) {
+                tree.session.onBreak(.lease(file.lease.key), file.breakHandler)
+                file.open.withLock { $0.id = id; $0.generation = generation; $0.caching = []; $0.breaks = .lease(file.lease.key) }
+                return try body(tree, id)
+            }
+            // Otherwise the file is opened again; the lease went with the old connection.
             let (id, _) = try tree.create(full(file.path), access: Self.access(file.flags), disposition: .open)
-            file.open.withLock { $0.id = id; $0.generation = generation; $0.caching = [] }
+            file.open.withLock { $0.id = id; $0.generation = generation; $0.caching = []; $0.durable = nil }
             return try body(tree, id)
         }
     }

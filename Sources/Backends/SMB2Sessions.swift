@@ -12,6 +12,8 @@ final class SMB2Sessions: Sendable {
         var session: SMB2Session?
         var drives = 0
         var connecting = false
+        /// The same on every connection of the entry: a reconnect gets durable handles back.
+        var clientGuid = SMB2Session.Options.freshClientGuid()
     }
 
     private let entries = Monitor<[String: Entry]>([:])
@@ -43,12 +45,14 @@ final class SMB2Sessions: Sendable {
 
     /// The connected session for `key`, set up when there is none (one connect at a time per key).
     func session(_ key: String, _ options: SMB2Session.Options) throws(SMB2SetupError) -> SMB2Session {
-        let existing: SMB2Session? = entries.withLock(when: { !($0[key]?.connecting ?? false) }) { entries in
-            if let session = entries[key]?.session, session.isConnected { return session }
+        let found: (SMB2Session?, [UInt8]) = entries.withLock(when: { !($0[key]?.connecting ?? false) }) { entries in
+            if let session = entries[key]?.session, session.isConnected { return (session, []) }
             entries[key, default: Entry()].connecting = true
-            return nil
+            return (nil, entries[key]!.clientGuid)
         }
-        if let existing { return existing }
+        if let existing = found.0 { return existing }
+        var options = options
+        options.clientGuid = found.1
         do {
             let session = try SMB2Session.open(options)
             let stale: SMB2Session? = entries.withLock { entries in

@@ -49,6 +49,9 @@ public struct HeldLock: Equatable, Sendable {
     public let exclusive: Bool
     /// The process that took it, for F_GETLK.
     public let pid: Int32
+    /// The FileHandle it was taken through: its release ends the lock, where no FLUSH came
+    /// to (a descriptor that cannot write closes without one).
+    public var handle: UInt64 = 0
 }
 
 /// A lock request waiting for the share: an interrupt (a signal to the waiting process)
@@ -95,7 +98,7 @@ struct ByteRangeLocks {
         guard !taken.isEmpty else { return ([], []) }
         held[serverOpen] = mine.filter { !taken.contains($0) }
         let remainders = taken.flatMap { lock in
-            lock.range.minus(range).map { HeldLock(owner: owner, range: $0, exclusive: lock.exclusive, pid: lock.pid) }
+            lock.range.minus(range).map { HeldLock(owner: owner, range: $0, exclusive: lock.exclusive, pid: lock.pid, handle: lock.handle) }
         }
         return (taken, remainders)
     }
@@ -105,8 +108,11 @@ struct ByteRangeLocks {
         held[serverOpen, default: []] += locks
     }
 
-    mutating func forget(_ serverOpen: UInt64) {
-        held[serverOpen] = nil
+    /// Takes out every lock taken through a FileHandle, for the share to unlock.
+    mutating func takeAll(through handle: UInt64, on serverOpen: UInt64) -> [HeldLock] {
+        guard let mine = held[serverOpen], mine.contains(where: { $0.handle == handle }) else { return [] }
+        held[serverOpen] = mine.filter { $0.handle != handle }
+        return mine.filter { $0.handle == handle }
     }
 
     /// Another owner's lock on any of the ServerOpens that conflicts with the one asked for.

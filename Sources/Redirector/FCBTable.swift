@@ -68,15 +68,8 @@ struct FCBTable {
         let validator = Validator(current)
         let keepCache = fcbs[fcbID]!.validator == validator
         fcbs[fcbID]!.validator = validator
-        if chosen.isDeferred {
-            serverOpens[chosen.id]!.deferredUntil = nil
-            deferred.removeAll { $0 == chosen.id }
-            counters.revived += 1
-        } else {
-            counters.collapsed += 1
-        }
-        counters.opens += 1
-        return (attach(chosen.id, node: node, opener: opener), keepCache, retired, chosen.isDeferred ? chosen.backend : nil)
+        let served = serve(chosen, node: node, opener: opener)
+        return (served.handle, keepCache, retired, served.revived)
     }
 
     /// Serves an open from a ServerOpen of the same kind whose lease lets it cache reads:
@@ -88,6 +81,13 @@ struct FCBTable {
         guard let fcb = byPath[path].flatMap({ fcbs[$0] }) else { return nil }
         let candidates = fcb.serverOpens.compactMap { serverOpens[$0] }.filter { $0.kind == kind && $0.cachesReads }
         guard let chosen = candidates.first(where: { !$0.isDeferred }) ?? candidates.last else { return nil }
+        counters.revivedUnderLease += 1
+        return serve(chosen, node: node, opener: opener)
+    }
+
+    /// A new FileHandle on an existing ServerOpen: a deferred one is revived (the backend
+    /// handle is returned for the backend to hear of it), an open one shared.
+    private mutating func serve(_ chosen: ServerOpen, node: UInt64, opener: Caller) -> (handle: UInt64, revived: BackendHandle?) {
         if chosen.isDeferred {
             serverOpens[chosen.id]!.deferredUntil = nil
             deferred.removeAll { $0 == chosen.id }
@@ -95,7 +95,6 @@ struct FCBTable {
         } else {
             counters.collapsed += 1
         }
-        counters.revivedUnderLease += 1
         counters.opens += 1
         return (attach(chosen.id, node: node, opener: opener), chosen.isDeferred ? chosen.backend : nil)
     }

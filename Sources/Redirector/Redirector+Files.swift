@@ -146,6 +146,7 @@ extension Redirector {
     /// The kernel let go of a FileHandle. Its writes were flushed at close(2), so the
     /// ServerOpen may be deferred without holding back any data.
     public func release(_ handle: UInt64) {
+        if backend.capabilities.contains(.byteRangeLocks) { releaseLocks(through: handle) }
         let now = clock()
         close(handles.withLock { $0.release(handle, now: now) })
     }

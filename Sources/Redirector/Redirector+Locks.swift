@@ -30,7 +30,7 @@ extension Redirector {
                 relock(taken, through: target)
                 throw error
             }
-            granted.append(HeldLock(owner: owner, range: range, exclusive: request == .exclusive, pid: pid))
+            granted.append(HeldLock(owner: owner, range: range, exclusive: request == .exclusive, pid: pid, handle: handle))
         }
         relock(remainders, through: target)
         locks.withLock { $0.add(granted, on: target.serverOpen) }
@@ -69,6 +69,14 @@ extension Redirector {
         if try grants(exclusive) { return nil }
         let sharedOnly = exclusive ? try grants(false) : false
         return HeldLock(owner: LockOwner(id: 0, flock: owner.flock), range: range, exclusive: !sharedOnly, pid: 0)
+    }
+
+    /// The kernel let go of a FileHandle: the locks taken through it end (a close of a
+    /// descriptor that cannot write sends no FLUSH, where the owner's locks would end).
+    func releaseLocks(through handle: UInt64) {
+        guard let target = handles.withLock({ $0.lockTargets(of: handle) }) else { return }
+        let taken = locks.withLock { $0.takeAll(through: handle, on: target.serverOpen) }
+        for lock in taken { try? backend.lock(target.backend, lock.range, .unlock, waiting: nil) }
     }
 
     /// A close(2) of any descriptor of the file ends its process's POSIX locks on it; the

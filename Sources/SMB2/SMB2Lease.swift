@@ -98,7 +98,7 @@ public struct SMB2Break: Sendable {
 
 extension SMB2Tree {
     /// The lease create context ("RqLs"): version 2 (with epoch) on SMB 3, version 1 on 2.1.
-    func leaseContext(_ lease: SMB2LeaseRequest) -> [UInt8] {
+    func leaseContext(_ lease: SMB2LeaseRequest) -> (name: String, data: [UInt8]) {
         var data = ByteWriter()
         data.append(lease.key.bytes)
         data.u32(lease.caching.rawValue)
@@ -109,17 +109,7 @@ extension SMB2Tree {
             data.u16(0)  // epoch
             data.u16(0)
         }
-        var context = ByteWriter()
-        context.u32(0)  // the only context
-        context.u16(16)  // name offset
-        context.u16(4)
-        context.u16(0)
-        context.u16(24)  // data offset
-        context.u32(UInt32(data.count))
-        context.append(Array("RqLs".utf8))
-        context.zeros(4)
-        context.append(data.bytes)
-        return context.bytes
+        return ("RqLs", data.bytes)
     }
 
     /// What the server granted: the lease in the answer's "RqLs" context, or an oplock level.
@@ -127,23 +117,10 @@ extension SMB2Tree {
         var body = reply.body
         guard (try? body.skip(2)) != nil, let level = try? body.u8() else { return [] }
         guard level == SMB2Oplock.lease else { return SMB2Caching(oplockLevel: level) }
-        body.offset = reply.start + SMB2Reply.headerSize + 80
-        guard let offset = try? body.u32(), let length = try? body.u32(), length >= 24,
-              let contexts = try? reply.body.at(Int(offset), Int(length)) else { return [] }
-        var at = contexts.startIndex
-        while at + 16 <= contexts.endIndex {
-            var context = ByteReader(Array(contexts[at...]))
-            guard let next = try? context.u32(), let nameOffset = try? context.u16(), let nameLength = try? context.u16(),
-                  (try? context.skip(2)) != nil, let dataOffset = try? context.u16(), let dataLength = try? context.u32(),
-                  let name = try? context.at(Int(nameOffset), Int(nameLength)) else { return [] }
-            if Array(name) == Array("RqLs".utf8), dataLength >= 20, let data = try? context.at(Int(dataOffset) + 16, 4) {
-                var state = ByteReader(Array(data))
-                return SMB2Caching(rawValue: (try? state.u32()) ?? 0)
-            }
-            guard next != 0 else { break }
-            at += Int(next)
-        }
-        return []
+        guard let lease = SMB2CreateContexts.decode(reply)["RqLs"], lease.count >= 20 else { return [] }
+        var state = ByteReader(lease)
+        state.offset = 16
+        return SMB2Caching(rawValue: (try? state.u32()) ?? 0)
     }
 
     /// Answers a break: keeps what it still caches (MS-SMB2 2.2.24). Sent, not awaited: a

@@ -43,6 +43,11 @@ public final class SMB2Session: Sendable {
         public var timeout: Duration
         /// Encrypt although the server does not ask for it (`-o seal`).
         public var seal = false
+        /// Who the client is to the server across connections: leases and durable handles
+        /// belong to it, so a reconnect presents the same one.
+        public var clientGuid: [UInt8] = freshClientGuid()
+
+        public static func freshClientGuid() -> [UInt8] { NTLMAuthenticator.random(16) }
         /// The dialects offered; all of them unless a test narrows them.
         public var dialects: [UInt16] = [0x202, 0x210, 0x300, 0x302, 0x311]
 
@@ -86,7 +91,7 @@ public final class SMB2Session: Sendable {
         negotiate.u16(1)  // signing enabled
         negotiate.u16(0)
         negotiate.u32(0x2 | 0x4 | 0x40)  // LEASING, LARGE_MTU, ENCRYPTION
-        negotiate.append(NTLMAuthenticator.random(16))  // ClientGuid
+        negotiate.append(options.clientGuid)
         let contextOffsetField = negotiate.count
         negotiate.zeros(8)
         for dialect in dialects { negotiate.u16(dialect) }

@@ -111,7 +111,8 @@ public final class SMB2Tree: Sendable {
     // MARK: requests, as bodies
 
     func createBody(_ path: String, access: UInt32, disposition: SMB2Disposition, options: SMB2CreateOptions,
-                    attributes: UInt32 = 0, lease: SMB2LeaseRequest? = nil) -> ByteWriter {
+                    attributes: UInt32 = 0, lease: SMB2LeaseRequest? = nil,
+                    extra: [(name: String, data: [UInt8])] = []) -> ByteWriter {
         let name = path.smb2Name
         var body = ByteWriter(capacity: 56 + name.count + 8 + (lease == nil ? 0 : 80))
         body.u16(57)
@@ -137,12 +138,13 @@ public final class SMB2Tree: Sendable {
         body.u32(0)
         body.append(name)
         if name.isEmpty { body.u8(0) }
-        if let lease, session.leases {
+        let contexts = (lease != nil && session.leases ? [leaseContext(lease!)] : []) + extra
+        if !contexts.isEmpty {
             body.align(8)
-            let context = leaseContext(lease)
+            let encoded = SMB2CreateContexts.encode(contexts)
             body.set32(UInt32(64 + body.count), at: contextsField)
-            body.set32(UInt32(context.count), at: contextsField + 4)
-            body.append(context)
+            body.set32(UInt32(encoded.count), at: contextsField + 4)
+            body.append(encoded)
         }
         return body
     }
@@ -212,10 +214,13 @@ public final class SMB2Tree: Sendable {
     /// (+READ): what the open's caller asks next. The bytes are nil when not asked for or the
     /// read failed; fewer than asked means the file ends there.
     public func open(_ path: String, access: UInt32, disposition: SMB2Disposition, options: SMB2CreateOptions = [],
-                     lease: SMB2LeaseRequest?, readLength: Int? = nil) throws(Errno)
-        -> (file: SMB2FileId, info: SMB2FileInfo, caching: SMB2Caching, head: [UInt8]?)
+                     lease: SMB2LeaseRequest?, durable: SMB2Durable? = nil, readLength: Int? = nil) throws(Errno)
+        -> (file: SMB2FileId, info: SMB2FileInfo, caching: SMB2Caching, head: [UInt8]?, durable: Bool)
     {
-        var requests = [request(.create, createBody(path, access: access, disposition: disposition, options: options, lease: lease)),
+        // Durable handles are SMB 3's (version 2), and only with a lease that keeps the handle.
+        let asksDurable = durable != nil && session.dialect >= 0x300 && lease?.caching.contains(.handle) == true
+        var requests = [request(.create, createBody(path, access: access, disposition: disposition, options: options, lease: lease,
+                                                    extra: asksDurable ? [durable!.request] : [])),
                         request(.queryInfo, queryInfoBody(.related, type: 1, infoClass: Self.fileAllInformation, length: 4096), related: true)]
         if let readLength {
             requests.append(request(.read, readBody(.related, length: readLength, at: 0), payload: readLength, related: true))
@@ -224,6 +229,7 @@ public final class SMB2Tree: Sendable {
         try replies[0].check()
         let (file, _) = try Self.created(replies[0])
         let caching = lease == nil ? [] : Self.grantedCaching(replies[0])
+        let isDurable = asksDurable && SMB2CreateContexts.decode(replies[0])["DH2Q"] != nil
         let info: SMB2FileInfo
         do {
             if replies[1].status != .bufferOverflow { try replies[1].check() }
@@ -232,9 +238,20 @@ public final class SMB2Tree: Sendable {
             _ = try? close(file)
             throw error
         }
-        guard let readLength else { return (file, info, caching, nil) }
-        if replies[2].status == .endOfFile { return (file, info, caching, []) }
-        return (file, info, caching, (try? Self.readData(replies[2], asked: readLength)).map(Array.init))
+        guard let readLength else { return (file, info, caching, nil, isDurable) }
+        if replies[2].status == .endOfFile { return (file, info, caching, [], isDurable) }
+        return (file, info, caching, (try? Self.readData(replies[2], asked: readLength)).map(Array.init), isDurable)
+    }
+
+    /// Gets a durable open back after a lost connection, with its lease: the same file id.
+    public func reconnect(_ path: String, file: SMB2FileId, durable: SMB2Durable, lease: SMB2LeaseRequest?) throws(Errno)
+        -> (SMB2FileId, SMB2Caching)
+    {
+        let reply = try connection.send(request(.create, createBody(path, access: 0, disposition: .open, options: [], lease: lease,
+                                                                    extra: [durable.reconnect(file)])))
+        try reply.check()
+        let (reopened, _) = try Self.created(reply)
+        return (reopened, lease == nil ? [] : Self.grantedCaching(reply))
     }
 
     static func created(_ reply: SMB2Reply) throws(Errno) -> (SMB2FileId, SMB2FileInfo) {

@@ -161,6 +161,17 @@ def test_a_file_closed_with_a_lock_held_is_not_deferred_and_the_lock_ends(two_cl
     other = os.open(theirs / "f", os.O_RDWR)
     try:
         lock(other, fcntl.F_WRLCK)
+        lock(other, fcntl.F_UNLCK)
+        # A read-only descriptor closes without a FLUSH: its locks end with its RELEASE,
+        # which the kernel sends as close(2) returns.
+        reader = os.open(ours / "f", os.O_RDONLY)
+        lock(reader, fcntl.F_RDLCK)
+        assert refused(lambda: lock(other, fcntl.F_WRLCK))
+        os.close(reader)
+        deadline = time.monotonic() + 2
+        while refused(lambda: lock(other, fcntl.F_WRLCK)):
+            assert time.monotonic() < deadline, "the reader's lock outlived its descriptor"
+            time.sleep(0.01)
     finally:
         os.close(other)
 
@@ -177,3 +188,62 @@ def test_nobrl_keeps_locks_on_this_machine(daemon, user_share, user_ctl):
     finally:
         os.close(mine)
         os.close(other)
+
+
+def test_a_durable_handle_keeps_its_lock_across_a_lost_connection(daemon, user_ctl):
+    """The connection breaks under a process that holds a file open with a lock: the drive
+    reconnects and gets the same open back (a durable handle), lock and all, and the process
+    writes on, noticing nothing. smbd keeps durable handles only without POSIX locking, and
+    gives one back only while no other open of the file is left (Samba 4.17), so the other
+    client here closes at once (closetimeo=0)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from latency_proxy import LatencyProxy
+    from conftest import Samba, Share
+
+    base = Path(tempfile.mkdtemp(prefix="netuse-smbd-durable-", dir="/tmp"))
+    base.chmod(0o755)
+    samba = Samba(base, settings={"posix locking": "no", "kernel share modes": "no", "kernel oplocks": "no"})
+    proxy = LatencyProxy(samba.port, 0)
+
+    def their_lock_is_refused():
+        other = os.open(theirs / "f", os.O_RDWR)
+        try:
+            return refused(lambda: lock(other, fcntl.F_WRLCK))
+        finally:
+            os.close(other)
+
+    try:
+        through_proxy = Share("smb", base / "user", f"smb://127.0.0.1:{proxy.port}/user", user=Samba.USER, password=Samba.PASSWORD)
+        direct = Share("smb", base / "user", samba.url("user"), user=Samba.USER, password=Samba.PASSWORD)
+        ours = daemon.use("q", through_proxy, *NATIVE, "-o", "timeout=5")
+        theirs = daemon.use("q", direct, *NATIVE, "-o", "closetimeo=0", as_user=OTHER, binary=user_ctl)
+        fd = os.open(ours / "f", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, b"before ")
+            os.fsync(fd)
+            lock(fd, fcntl.F_WRLCK)
+            assert their_lock_is_refused()
+            proxy.cut()
+            time.sleep(0.5)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    os.pwrite(fd, b"after", 7)
+                    os.fsync(fd)
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "the drive did not come back"
+                    time.sleep(0.2)
+            assert their_lock_is_refused(), "the lock did not survive the reconnect"
+            lock(fd, fcntl.F_UNLCK)
+            assert not their_lock_is_refused()
+        finally:
+            os.close(fd)
+        assert (base / "user" / "f").read_bytes() == b"before after"
+    finally:
+        proxy.stop()
+        samba.stop()
+        shutil.rmtree(base, ignore_errors=True)
