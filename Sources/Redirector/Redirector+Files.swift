@@ -22,6 +22,10 @@ extension Redirector {
         } else if handles.withLock({ $0.mayCollapse(path: path, kind: kind) }) {
             try backend.checkAccess(path, flags: flags)
             if let leased = handles.withLock({ $0.collapseUnderReadLease(path: path, kind: kind, node: node, opener: caller) }) {
+                // The kernel's next lookup still wants fresh attributes: fetched before it asks.
+                if let cached = nodes.withLock({ $0.cached(node, at: now, within: attributeTimeout) }) {
+                    refreshAhead(node, age: cached.age)
+                }
                 if let revived = leased.revived { backend.revived(revived) }
                 startsTelling(leased.handle)
                 return (leased.handle, true)
