@@ -336,6 +336,26 @@ def copy_on_share(system, proxy, repeats):
     return rows
 
 
+def process_cpu_seconds(pid):
+    """User and system CPU time of a process (its threads included), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proxy_cost(system, proxy):
+    """CPU seconds the proxy and the client under test (netused) spend on seqread and
+    seqwrite: the proxy must not be what bounds the figures."""
+    rows = {}
+    for name in ("seqread", "seqwrite"):
+        proxy_before, client_before = proxy.cpu_seconds, process_cpu_seconds(system.process.pid)
+        WORKLOADS[name][0](system.path)
+        rows[f"{name} cpu: proxy"] = {"unit": "s", "values": [proxy.cpu_seconds - proxy_before],
+                                      "median": proxy.cpu_seconds - proxy_before}
+        spent = process_cpu_seconds(system.process.pid) - client_before
+        rows[f"{name} cpu: netused"] = {"unit": "s", "values": [spent], "median": spent}
+    return rows
+
+
 def delete_after_use(netuse, repeats):
     times = []
     for _ in range(repeats):
@@ -508,6 +528,9 @@ def main():
                     if isinstance(system, Netuse):
                         # Before the peers run: rclone's write-back uploads in the background.
                         rows.setdefault("delete-after-use", {})[label] = delete_after_use(system, arguments.repeats)
+                        if proxy and {"seqread", "seqwrite"} & set(arguments.workloads):
+                            for workload, figures in proxy_cost(system, proxy).items():
+                                rows.setdefault(workload, {})[label] = figures
                         if "copy" in arguments.workloads:
                             for workload, figures in copy_on_share(system, proxy, arguments.repeats).items():
                                 rows.setdefault(workload, {})[label] = figures

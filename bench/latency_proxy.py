@@ -50,6 +50,12 @@ class LatencyProxy:
         with self.lock:
             return sum(pipe.carried for pipe in self.pipes)
 
+    @property
+    def cpu_seconds(self):
+        """CPU time the relay's threads have used so far: what the proxy costs."""
+        with self.lock:
+            return sum(sum(pipe.cpu) for pipe in self.pipes)
+
     def cut(self):
         """Breaks every connection so far, as a network failure would; new ones still come."""
         with self.lock:
@@ -78,6 +84,8 @@ class Pipe:
     def __init__(self, source, target, delay):
         self.source, self.target, self.delay = source, target, delay
         self.carried = 0
+        # CPU seconds each of the two threads has used, as last seen by itself.
+        self.cpu = [0.0, 0.0]
         self.queue = collections.deque()
         self.ready = threading.Condition()
         threading.Thread(target=self._receive, daemon=True).start()
@@ -93,6 +101,7 @@ class Pipe:
                 self.carried += len(chunk)
                 self.queue.append((time.monotonic() + self.delay, chunk))
                 self.ready.notify()
+            self.cpu[0] = time.thread_time()
             if not chunk:
                 return
 
@@ -112,3 +121,4 @@ class Pipe:
                 self.target.sendall(chunk)
             except OSError:
                 return
+            self.cpu[1] = time.thread_time()
