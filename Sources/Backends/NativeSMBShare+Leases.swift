@@ -44,6 +44,7 @@ extension NativeSMBShare {
         var caching: SMB2Caching
         let info: SMB2FileInfo
         var durable: SMB2Durable? = asksForLeases ? .fresh() : nil
+        var openedAt: UInt64 = 0
         var head: (bytes: [UInt8], changes: UInt64)?
         do {
             // A reader reads next: its first bytes come with the open, after what the drive
@@ -51,6 +52,7 @@ extension NativeSMBShare {
             let reads = flags & O_ACCMODE == O_RDONLY && disposition == .open && asksForLeases && session.leases
             if reads { settle(path: path) }
             let before = changes.load(ordering: .acquiring)
+            openedAt = before
             let opened = try tree.open(name, access: Self.access(flags), disposition: disposition,
                                        options: flags & O_CREAT != 0 ? .nonDirectory : [],
                                        lease: asksForLeases ? lease : nil, durable: durable,
@@ -69,7 +71,7 @@ extension NativeSMBShare {
         let file = NativeFile(path: path, flags: flags & ~(O_CREAT | O_EXCL | O_TRUNC), lease: lease,
                               open: NativeFile.Open(id: id, generation: generation, durable: durable), breakHandler: handler)
         file.head.withLock { $0 = head }
-        file.opened.withLock { $0 = stat(info, path: path) }
+        file.opened.withLock { $0 = (stat(info, path: path), openedAt) }
         files.withLock { files in
             file.open.withLock { open in
                 if let broken = early.withLock({ $0 }) { caching.formIntersection(broken) }

@@ -59,8 +59,9 @@ public final class NativeSMBShare: ShareBackend {
         /// read lease, and the count of changes through the drive when they were asked for.
         let head = Mutex<(bytes: [UInt8], changes: UInt64)?>(nil)
         /// What the server said of the file with the open: the answer to the stat that
-        /// follows every open (the redirector's), once.
-        let opened = Mutex<Glibc.stat?>(nil)
+        /// follows every open (the redirector's), once, if nothing was changed through the
+        /// drive since (the count of changes it was asked at).
+        let opened = Mutex<(attributes: Glibc.stat, changes: UInt64)?>(nil)
 
         struct DataState: Sendable {
             var writeBehind = WriteBehind()
@@ -283,7 +284,10 @@ public final class NativeSMBShare: ShareBackend {
 
     public func attributes(of handle: BackendHandle) throws(Errno) -> Glibc.stat {
         let file = try file(handle)
-        if let opened = file.opened.withLock({ opened in defer { opened = nil }; return opened }) { return opened }
+        if let opened = file.opened.withLock({ opened in defer { opened = nil }; return opened }),
+           opened.changes == changes.load(ordering: .acquiring) {
+            return opened.attributes
+        }
         let path = file.path
         settle(path: path)
         let info = try onFile(handle) { (tree, id) throws(Errno) in try tree.info(of: id) }
