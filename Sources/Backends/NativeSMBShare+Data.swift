@@ -48,9 +48,13 @@ extension NativeSMBShare {
         let file = try file(handle)
         changes.add(1, ordering: .releasing)
         defer { listingAhead.forget(parentOf: file.path) }
-        // Over the cache budget the writer waits for the share: what is gathered goes
-        // first, then this write, straight through.
-        if !file.data.withLock({ CacheBudget.shared.hasRoom(for: buffer.count, holding: $0.writeBehind.held) }) {
+        // Writes wait on the drive only under a lease that lets them (W), as cifs.ko and the
+        // Windows redirector cache them only under one: without it another client's later
+        // write could land first and be overwritten by ours. Over the cache budget too, the
+        // writer waits for the share. Either way what is gathered goes first, then this write,
+        // straight through.
+        if !file.open.withLock({ $0.caching.contains(.write) })
+            || !file.data.withLock({ CacheBudget.shared.hasRoom(for: buffer.count, holding: $0.writeBehind.held) }) {
             drain(file)
             return try onFile(handle) { (tree, id) throws(Errno) in try tree.write(id, from: buffer, at: UInt64(offset)) }
         }

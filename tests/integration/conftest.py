@@ -182,6 +182,12 @@ SAMBA_POLICIES = {
 SAMBA_POLICY = os.environ.get("NETUSE_SAMBA_POLICY", "default")
 
 
+def defers_closes(share):
+    """Whether the drive keeps closed files' handles: the libsmbclient engine holds no lease,
+    so it defers no close (test_leases checks both)."""
+    return not (share.kind == "smb" and SMB_ENGINE == "libsmbclient")
+
+
 def deferred_per_file(share):
     """How many of a file's ServerOpens (a writer's, then a reader's) stay deferred. SMB 2.0.2
     has no leases: the native engine holds a batch oplock, which the file's next open breaks,

@@ -150,6 +150,14 @@ class ModelFile:
         self.extend(offset + count)
         self.model[offset:offset + count] = data
 
+    def replace_elsewhere(self, size, put):
+        """Another client replaces the whole file (`put(data)`): what every descriptor of the
+        drive reads from then on."""
+        data = self.data(size)
+        self.note(f"replaced by another client: {size:#x} bytes")
+        put(data)
+        self.model = bytearray(data)
+
     def truncate(self, size, which=0):
         self.note(f"truncate {size:#x} (from {len(self.model):#x})")
         os.ftruncate(self.pick(which).fd, size)

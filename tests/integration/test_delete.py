@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import NOBODY, fuse_mounts_under
+from conftest import NOBODY, defers_closes, fuse_mounts_under
 
 LOGIN_SCRIPT = """\
 # cmd.exe rereads a batch file line by line; this rereads its configuration the same way.
@@ -48,8 +48,11 @@ def test_kb_q214563_use_run_a_script_from_the_drive_and_delete_at_once_200_times
         assert result.returncode == 0, f"attempt {attempt}: {result.stdout}{result.stderr}"
         flushed.append(json.loads(result.stdout)["flushed"])
         assert fuse_mounts_under(daemon.root) == []
-    assert counters["opens"] == 13 and counters["backendOpens"] == 4, counters
-    assert min(flushed) >= 1
+    if defers_closes(share):
+        assert counters["opens"] == 13 and counters["backendOpens"] == 4, counters
+        assert min(flushed) >= 1
+    else:
+        assert counters["opens"] == 13 and counters["backendOpens"] == 13, counters
     print(f"\nKB scenario x200: opens {counters['opens']}, backend opens {counters['backendOpens']} "
           f"(saved {counters['opens'] - counters['backendOpens']}); flushed per delete {statistics.median(flushed)}; "
           f"delete latency median {statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms",
@@ -138,7 +141,9 @@ def test_a_program_executed_from_the_drive_is_2404_exe(daemon, drive):
         napper.kill()
 
 
-def test_deferred_handles_never_count_as_active(daemon, drive):
+def test_deferred_handles_never_count_as_active(daemon, drive, share):
+    if not defers_closes(share):
+        pytest.skip("this engine defers no close")
     for name in ("a", "b", "c"):
         (drive / name).write_text(name)
         (drive / name).read_text()
