@@ -12,7 +12,7 @@ import Synchronization
 extension NativeSMBShare {
     public func caching(_ handle: BackendHandle) -> HandleCaching? {
         guard let file = try? file(handle) else { return [] }
-        return HandleCaching(file.open.withLock { $0.caching })
+        return file.open.withLock { $0.caching }
     }
 
     public func observeBreaks(_ observer: @escaping @Sendable (BackendHandle, HandleCaching) -> Void) {
@@ -23,7 +23,7 @@ extension NativeSMBShare {
     /// the open is sent, since a break may overtake the open's answer.
     func openLeased(_ name: String, path: String, flags: Int32, disposition: SMB2Disposition,
                     on tree: SMB2Tree, generation: Int) throws(Errno) -> BackendHandle {
-        let wanted: SMB2Caching = flags & O_ACCMODE == O_RDONLY ? [.read, .handle] : [.read, .write, .handle]
+        let wanted: HandleCaching = flags & O_ACCMODE == O_RDONLY ? [.read, .handle] : [.read, .write, .handle]
         let lease = SMB2LeaseRequest(key: .random(), caching: wanted)
         let handle = BackendHandle(files.withLock { files in
             defer { files.next += 1 }
@@ -31,7 +31,7 @@ extension NativeSMBShare {
         })
         let session = tree.session
         // A break that comes before the file is in the table is kept for it here.
-        let early = Mutex<SMB2Caching?>(nil)
+        let early = Mutex<HandleCaching?>(nil)
         let handler: @Sendable (SMB2Break) -> Void = { [weak self] broken in
             guard let self, (try? self.file(handle)) != nil else {
                 return early.withLock { $0 = ($0 ?? broken.caching).intersection(broken.caching) }
@@ -41,7 +41,7 @@ extension NativeSMBShare {
         var target = SMB2Break.Target.lease(lease.key)
         if asksForLeases && session.leases { session.onBreak(target, handler) }
         let id: SMB2FileId
-        var caching: SMB2Caching
+        var caching: HandleCaching
         let info: SMB2FileInfo
         var durable: SMB2Durable? = asksForLeases ? .fresh() : nil
         var openedAt: UInt64 = 0
@@ -119,7 +119,7 @@ extension NativeSMBShare {
             file.head.withLock { $0 = nil }
             listingAhead.forget(parentOf: file.path)
         }
-        breakObserver.withLock { $0 }?(handle, HandleCaching(broken.caching))
+        breakObserver.withLock { $0 }?(handle, broken.caching)
         let open = file.open.withLock { $0 }
         guard broken.acknowledgmentRequired, !open.closed else { return }
         let (tree, generation) = link.withLock { ($0.tree, $0.generation) }
@@ -140,11 +140,5 @@ extension NativeSMBShare {
         }
         guard !held.isEmpty, let observer = breakObserver.withLock({ $0 }) else { return }
         couriers[0].send { held.forEach { observer($0, []) } }
-    }
-}
-
-extension HandleCaching {
-    init(_ caching: SMB2Caching) {
-        self.init(rawValue: UInt8(truncatingIfNeeded: caching.rawValue))
     }
 }

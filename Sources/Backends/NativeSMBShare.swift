@@ -47,7 +47,7 @@ public final class NativeSMBShare: ShareBackend {
             var id: SMB2FileId
             var generation: Int
             var closed = false
-            var caching: SMB2Caching = []
+            var caching: HandleCaching = []
             /// What the server's breaks for it name, while it holds a lease or oplock.
             var breaks: SMB2Break.Target?
             /// Set when the server made the open durable: a reconnect gets it back.

@@ -1,5 +1,6 @@
 import CLinux
 import Glibc
+import NetUseCore
 
 /// How a handle on the share was opened; opens collapse only onto a ServerOpen of the
 /// same kind, since the flags change what a read or write on it does.

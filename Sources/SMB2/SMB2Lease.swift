@@ -1,20 +1,14 @@
 import Glibc
 import NetUseCore
 
-/// What a lease (or oplock) lets the client cache (MS-SMB2 2.2.13.2.8): reads, the handle
-/// itself (a close may wait), and writes.
-public struct SMB2Caching: OptionSet, Hashable, Sendable, CustomStringConvertible {
-    public let rawValue: UInt32
-    public init(rawValue: UInt32) { self.rawValue = rawValue }
-    public static let read = SMB2Caching(rawValue: 0x1)
-    public static let handle = SMB2Caching(rawValue: 0x2)
-    public static let write = SMB2Caching(rawValue: 0x4)
-
-    /// As Windows writes lease states: "RWH", "RH", "R", or "none".
-    public var description: String {
-        let letters = (contains(.read) ? "R" : "") + (contains(.write) ? "W" : "") + (contains(.handle) ? "H" : "")
-        return letters.isEmpty ? "none" : letters
+/// What a lease or oplock lets the client cache is `HandleCaching`; on the wire a lease state
+/// is 32 bits, and an oplock a level.
+extension HandleCaching {
+    init(leaseState: UInt32) {
+        self.init(rawValue: UInt8(truncatingIfNeeded: leaseState & 0x7))
     }
+
+    var leaseState: UInt32 { UInt32(rawValue) }
 
     /// What an oplock level amounts to: batch caches all three, level II reads only.
     init(oplockLevel: UInt8) {
@@ -45,9 +39,9 @@ public struct SMB2LeaseKey: Hashable, Sendable {
 /// What an open asks the server to let it cache, and what the server granted.
 public struct SMB2LeaseRequest: Sendable {
     public let key: SMB2LeaseKey
-    public let caching: SMB2Caching
+    public let caching: HandleCaching
 
-    public init(key: SMB2LeaseKey, caching: SMB2Caching) {
+    public init(key: SMB2LeaseKey, caching: HandleCaching) {
         self.key = key
         self.caching = caching
     }
@@ -63,7 +57,7 @@ public struct SMB2Break: Sendable {
 
     public let target: Target
     /// What the client may still cache once it has done what the break asks.
-    public let caching: SMB2Caching
+    public let caching: HandleCaching
     /// The server waits for an acknowledgment (or the close of every open of the lease).
     public let acknowledgmentRequired: Bool
 
@@ -77,14 +71,14 @@ public struct SMB2Break: Sendable {
                 let flags = try body.u32()
                 let key = SMB2LeaseKey(bytes: Array(try body.take(16)))
                 _ = try body.u32()  // CurrentLeaseState
-                caching = SMB2Caching(rawValue: try body.u32())
+                caching = HandleCaching(leaseState: try body.u32())
                 target = .lease(key)
                 acknowledgmentRequired = flags & 0x1 != 0
             } else if size == 24 {
                 let level = try body.u8()
                 try body.skip(5)
                 target = .oplock(SMB2FileId(persistent: try body.u64(), volatile: try body.u64()))
-                caching = SMB2Caching(oplockLevel: level)
+                caching = HandleCaching(oplockLevel: level)
                 // Every oplock break but one to level II of a level II oplock waits for its answer.
                 acknowledgmentRequired = true
             } else {
@@ -101,7 +95,7 @@ extension SMB2Tree {
     func leaseContext(_ lease: SMB2LeaseRequest) -> (name: String, data: [UInt8]) {
         var data = ByteWriter()
         data.append(lease.key.bytes)
-        data.u32(lease.caching.rawValue)
+        data.u32(lease.caching.leaseState)
         data.u32(0)  // flags
         data.u64(0)  // duration
         if session.dialect >= 0x300 {
@@ -113,14 +107,14 @@ extension SMB2Tree {
     }
 
     /// What the server granted: the lease in the answer's "RqLs" context, or an oplock level.
-    static func grantedCaching(_ reply: SMB2Reply) -> SMB2Caching {
+    static func grantedCaching(_ reply: SMB2Reply) -> HandleCaching {
         var body = reply.body
         guard (try? body.skip(2)) != nil, let level = try? body.u8() else { return [] }
-        guard level == SMB2Oplock.lease else { return SMB2Caching(oplockLevel: level) }
+        guard level == SMB2Oplock.lease else { return HandleCaching(oplockLevel: level) }
         guard let lease = SMB2CreateContexts.decode(reply)["RqLs"], lease.count >= 20 else { return [] }
         var state = ByteReader(lease)
         state.offset = 16
-        return SMB2Caching(rawValue: (try? state.u32()) ?? 0)
+        return HandleCaching(leaseState: (try? state.u32()) ?? 0)
     }
 
     /// Answers a break: keeps what it still caches (MS-SMB2 2.2.24). Sent, not awaited: a
@@ -133,7 +127,7 @@ extension SMB2Tree {
             body.u16(0)
             body.u32(0)
             body.append(key.bytes)
-            body.u32(broken.caching.rawValue)
+            body.u32(broken.caching.leaseState)
             body.u64(0)
         case .oplock(let file):
             body.u16(24)

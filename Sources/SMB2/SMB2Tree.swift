@@ -201,7 +201,7 @@ public final class SMB2Tree: Sendable {
     /// Opens (or creates) a file asking for a lease (an oplock where the server has no
     /// leases); the answer says what the server granted.
     public func create(_ path: String, access: UInt32, disposition: SMB2Disposition, options: SMB2CreateOptions = [],
-                       attributes: UInt32 = 0, lease: SMB2LeaseRequest?) throws(Errno) -> (SMB2FileId, SMB2FileInfo, SMB2Caching) {
+                       attributes: UInt32 = 0, lease: SMB2LeaseRequest?) throws(Errno) -> (SMB2FileId, SMB2FileInfo, HandleCaching) {
         let reply = try connection.send(request(.create, createBody(path, access: access, disposition: disposition,
                                                                     options: options, attributes: attributes, lease: lease)))
         try reply.check()
@@ -215,7 +215,7 @@ public final class SMB2Tree: Sendable {
     /// read failed; fewer than asked means the file ends there.
     public func open(_ path: String, access: UInt32, disposition: SMB2Disposition, options: SMB2CreateOptions = [],
                      lease: SMB2LeaseRequest?, durable: SMB2Durable? = nil, readLength: Int? = nil) throws(Errno)
-        -> (file: SMB2FileId, info: SMB2FileInfo, caching: SMB2Caching, head: [UInt8]?, durable: Bool)
+        -> (file: SMB2FileId, info: SMB2FileInfo, caching: HandleCaching, head: [UInt8]?, durable: Bool)
     {
         // Durable handles are SMB 3's (version 2), and only with a lease that keeps the handle.
         let asksDurable = durable != nil && session.dialect >= 0x300 && lease?.caching.contains(.handle) == true
@@ -245,7 +245,7 @@ public final class SMB2Tree: Sendable {
 
     /// Gets a durable open back after a lost connection, with its lease: the same file id.
     public func reconnect(_ path: String, file: SMB2FileId, durable: SMB2Durable, lease: SMB2LeaseRequest?) throws(Errno)
-        -> (SMB2FileId, SMB2Caching)
+        -> (SMB2FileId, HandleCaching)
     {
         let reply = try connection.send(request(.create, createBody(path, access: 0, disposition: .open, options: [], lease: lease,
                                                                     extra: [durable.reconnect(file)])))

@@ -1,7 +1,7 @@
-/// What the share lets the drive cache for one of its handles: an SMB lease (or oplock),
-/// seen from the handle cache. A ServerOpen is deferred only while it may cache the handle,
-/// and a reopen within a read lease needs no revalidation; a share that breaks a lease says
-/// so through `ShareBackend.observeBreaks`.
+/// What the share lets the drive cache for one of its handles: an SMB lease's state
+/// (MS-SMB2 2.2.13.2.8, the same bits), or what an oplock amounts to. The handle cache defers
+/// a ServerOpen only while it may cache the handle, and a reopen within a read lease needs no
+/// revalidation; a share that breaks a lease says so through `ShareBackend.observeBreaks`.
 public struct HandleCaching: OptionSet, Hashable, Sendable, CustomStringConvertible {
     public let rawValue: UInt8
     public init(rawValue: UInt8) { self.rawValue = rawValue }
