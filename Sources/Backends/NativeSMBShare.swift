@@ -206,8 +206,7 @@ public final class NativeSMBShare: ShareBackend {
             // A durable open comes back as it was, its locks too; its lease holds on the server,
             // so its breaks are heard on the new session, though the drive, told at the
             // reconnect to drop what the lease cached, now caches nothing of it.
-            if let durable = current.durable,
-               let (id, _) = try? tree.reconnect(full(file.path), file: current.id, durable: durable, lease: file.lease) {
+            if let durable = current.durable, let id = reconnect(file, current.id, durable, on: tree) {
                 tree.session.onBreak(.lease(file.lease.key), file.breakHandler)
                 file.open.withLock { $0.id = id; $0.generation = generation; $0.caching = []; $0.breaks = .lease(file.lease.key) }
                 return try body(tree, id)
@@ -217,6 +216,18 @@ public final class NativeSMBShare: ShareBackend {
             file.open.withLock { $0.id = id; $0.generation = generation; $0.caching = []; $0.durable = nil }
             return try body(tree, id)
         }
+    }
+
+    /// A durable open back on a new tree. The server may not have noticed the old connection
+    /// go yet (the new session names it as the previous one, which ends it, but that takes its
+    /// time): a few tries, a tenth of a second apart.
+    func reconnect(_ file: NativeFile, _ old: SMB2FileId, _ durable: SMB2Durable, on tree: SMB2Tree) -> SMB2FileId? {
+        for attempt in 0..<5 {
+            if attempt > 0 { usleep(100_000) }
+            if let (id, _) = try? tree.reconnect(full(file.path), file: old, durable: durable, lease: file.lease) { return id }
+            guard tree.session.isConnected else { return nil }
+        }
+        return nil
     }
 
     func isOpen(_ path: String, below: Bool) -> Bool {

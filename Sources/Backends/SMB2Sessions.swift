@@ -45,14 +45,15 @@ final class SMB2Sessions: Sendable {
 
     /// The connected session for `key`, set up when there is none (one connect at a time per key).
     func session(_ key: String, _ options: SMB2Session.Options) throws(SMB2SetupError) -> SMB2Session {
-        let found: (SMB2Session?, [UInt8]) = entries.withLock(when: { !($0[key]?.connecting ?? false) }) { entries in
-            if let session = entries[key]?.session, session.isConnected { return (session, []) }
+        let found: (SMB2Session?, [UInt8], UInt64) = entries.withLock(when: { !($0[key]?.connecting ?? false) }) { entries in
+            if let session = entries[key]?.session, session.isConnected { return (session, [], 0) }
             entries[key, default: Entry()].connecting = true
-            return (nil, entries[key]!.clientGuid)
+            return (nil, entries[key]!.clientGuid, entries[key]!.session?.sessionId ?? 0)
         }
         if let existing = found.0 { return existing }
         var options = options
         options.clientGuid = found.1
+        options.previousSessionId = found.2
         do {
             let session = try SMB2Session.open(options)
             let stale: SMB2Session? = entries.withLock { entries in

@@ -46,6 +46,9 @@ public final class SMB2Session: Sendable {
         /// Who the client is to the server across connections: leases and durable handles
         /// belong to it, so a reconnect presents the same one.
         public var clientGuid: [UInt8] = freshClientGuid()
+        /// The session this one replaces after a lost connection: the server ends it first,
+        /// which leaves its durable handles waiting for this session to get them back.
+        public var previousSessionId: UInt64 = 0
 
         public static func freshClientGuid() -> [UInt8] { NTLMAuthenticator.random(16) }
         /// The dialects offered; all of them unless a test narrows them.
@@ -188,7 +191,7 @@ public final class SMB2Session: Sendable {
             setup.u32(0)
             setup.u16(64 + 24)
             setup.u16(UInt16(token.count))
-            setup.u64(0)
+            setup.u64(options.previousSessionId)
             setup.append(token)
             let answer: SMB2Reply
             do {
@@ -255,6 +258,8 @@ public final class SMB2Session: Sendable {
     }
 
     public var isConnected: Bool { !connection.isBroken }
+
+    public var sessionId: UInt64 { connection.security.withLock { $0.sessionId } }
 
     struct BreakRoutes: Sendable {
         var handlers: [SMB2Break.Target: @Sendable (SMB2Break) -> Void] = [:]

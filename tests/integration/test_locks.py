@@ -3,6 +3,7 @@ the drive stops another client's conflicting lock or write, and the reverse. The
 is a second drive of another Unix user: its own SMB session, so the server sees two clients."""
 import errno
 import fcntl
+import json
 import os
 import struct
 import subprocess
@@ -226,6 +227,12 @@ def test_a_durable_handle_keeps_its_lock_across_a_lost_connection(daemon, user_c
             os.fsync(fd)
             lock(fd, fcntl.F_WRLCK)
             assert their_lock_is_refused()
+            # Their close reaches the server after close(2) returns (FUSE's RELEASE); smbd
+            # gives a durable open back only once it is gone.
+            deadline = time.monotonic() + 5
+            while json.loads(daemon.ctl("refs", "q", "--owner", str(OTHER), "--json").stdout)["references"]["serverOpens"]:
+                assert time.monotonic() < deadline, "the other client's open stayed"
+                time.sleep(0.05)
             proxy.cut()
             time.sleep(0.5)
             deadline = time.monotonic() + 10
