@@ -88,6 +88,9 @@ struct ByteRangeLocks {
 
     func locks(on serverOpen: UInt64) -> [HeldLock] { held[serverOpen] ?? [] }
 
+    /// No lock is held through the drive: what a close checks before anything else.
+    var isEmpty: Bool { held.isEmpty }
+
     /// Takes out the owner's locks overlapping `range`, for the share to unlock; what of
     /// them lies outside `range` is to be locked again (`remainders`).
     mutating func takeOverlapping(_ owner: LockOwner, _ range: LockRange, on serverOpen: UInt64)
@@ -96,7 +99,8 @@ struct ByteRangeLocks {
         let mine = locks(on: serverOpen)
         let taken = mine.filter { $0.owner == owner && $0.range.overlaps(range) }
         guard !taken.isEmpty else { return ([], []) }
-        held[serverOpen] = mine.filter { !taken.contains($0) }
+        let left = mine.filter { !taken.contains($0) }
+        held[serverOpen] = left.isEmpty ? nil : left
         let remainders = taken.flatMap { lock in
             lock.range.minus(range).map { HeldLock(owner: owner, range: $0, exclusive: lock.exclusive, pid: lock.pid, handle: lock.handle) }
         }
@@ -111,7 +115,8 @@ struct ByteRangeLocks {
     /// Takes out every lock taken through a FileHandle, for the share to unlock.
     mutating func takeAll(through handle: UInt64, on serverOpen: UInt64) -> [HeldLock] {
         guard let mine = held[serverOpen], mine.contains(where: { $0.handle == handle }) else { return [] }
-        held[serverOpen] = mine.filter { $0.handle != handle }
+        let left = mine.filter { $0.handle != handle }
+        held[serverOpen] = left.isEmpty ? nil : left
         return mine.filter { $0.handle == handle }
     }
 

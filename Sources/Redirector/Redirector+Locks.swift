@@ -74,7 +74,7 @@ extension Redirector {
     /// The kernel let go of a FileHandle: the locks taken through it end (a close of a
     /// descriptor that cannot write sends no FLUSH, where the owner's locks would end).
     func releaseLocks(through handle: UInt64) {
-        guard let target = handles.withLock({ $0.lockTargets(of: handle) }) else { return }
+        guard !locks.withLock({ $0.isEmpty }), let target = handles.withLock({ $0.lockTargets(of: handle) }) else { return }
         let taken = locks.withLock { $0.takeAll(through: handle, on: target.serverOpen) }
         for lock in taken { try? backend.lock(target.backend, lock.range, .unlock, waiting: nil) }
     }
@@ -82,7 +82,7 @@ extension Redirector {
     /// A close(2) of any descriptor of the file ends its process's POSIX locks on it; the
     /// last close of an open file description ends its flock.
     public func releaseLocks(_ handle: UInt64, owner: LockOwner) {
-        guard let target = handles.withLock({ $0.lockTargets(of: handle) }) else { return }
+        guard !locks.withLock({ $0.isEmpty }), let target = handles.withLock({ $0.lockTargets(of: handle) }) else { return }
         for (serverOpen, backendHandle) in target.file {
             let (taken, _) = locks.withLock { $0.takeOverlapping(owner, .wholeFile, on: serverOpen) }
             for lock in taken { try? backend.lock(backendHandle, lock.range, .unlock, waiting: nil) }

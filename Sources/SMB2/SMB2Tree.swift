@@ -193,20 +193,10 @@ public final class SMB2Tree: Sendable {
     /// Opens (or creates) a file; its attributes come with the answer.
     public func create(_ path: String, access: UInt32, disposition: SMB2Disposition, options: SMB2CreateOptions = [],
                        attributes: UInt32 = 0) throws(Errno) -> (SMB2FileId, SMB2FileInfo) {
-        let (file, info, _) = try create(path, access: access, disposition: disposition, options: options,
-                                         attributes: attributes, lease: nil)
-        return (file, info)
-    }
-
-    /// Opens (or creates) a file asking for a lease (an oplock where the server has no
-    /// leases); the answer says what the server granted.
-    public func create(_ path: String, access: UInt32, disposition: SMB2Disposition, options: SMB2CreateOptions = [],
-                       attributes: UInt32 = 0, lease: SMB2LeaseRequest?) throws(Errno) -> (SMB2FileId, SMB2FileInfo, HandleCaching) {
         let reply = try connection.send(request(.create, createBody(path, access: access, disposition: disposition,
-                                                                    options: options, attributes: attributes, lease: lease)))
+                                                                    options: options, attributes: attributes)))
         try reply.check()
-        let (file, info) = try Self.created(reply)
-        return (file, info, lease == nil ? [] : Self.grantedCaching(reply))
+        return try Self.created(reply)
     }
 
     /// Opens (or creates) a file asking for a lease, and in the same round trip asks for all
