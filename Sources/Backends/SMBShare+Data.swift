@@ -20,12 +20,8 @@ extension SMBShare {
         let flags = requested & ~(O_APPEND | O_NOCTTY)
         defer { if flags & (O_CREAT | O_TRUNC) != 0 { listingAhead.forget(parentOf: path) } }
         let (index, open) = try anyWorker { (channel, index) throws(Errno) in
-            var reply = try channel.request(.open) { message in
-                message.string(path)
-                message.i32(flags)
-                message.u32(mode)
-            }
-            return (index, SMBFile.RemoteOpen(id: try reply.u32(), generation: channel.generation))
+            let file = try channel.call(.open(path: path, flags: flags, mode: mode)).opened()
+            return (index, SMBFile.RemoteOpen(id: file, generation: channel.generation))
         }
         let file = SMBFile(worker: index, path: path, flags: flags, open: open, workers: workers.count)
         return files.withLock { files in
@@ -75,12 +71,8 @@ extension SMBShare {
 
     func readDirect(_ file: SMBFile, into buffer: UnsafeMutableRawBufferPointer, at offset: off_t) throws(Errno) -> Int {
         try onFile(file) { (channel, remote) throws(Errno) in
-            var reply = try channel.request(.read) { message in
-                message.u32(remote)
-                message.i64(Int64(offset))
-                message.u32(UInt32(buffer.count))
-            }
-            let data = try reply.data()
+            let (reply, data) = try channel.call(.read(file: remote, offset: Int64(offset), count: UInt32(buffer.count)), tail: nil)
+            guard case .read = reply else { throw Errno(EPROTO) }
             guard data.count <= buffer.count else { throw Errno(EPROTO) }
             data.withUnsafeBytes { buffer.copyMemory(from: $0) }
             return data.count
@@ -113,12 +105,10 @@ extension SMBShare {
     func fetch(_ file: SMBFile, _ range: ReadAhead.Range, lane: Int) throws(Errno) {
         do throws(Errno) {
             let bytes = try onFile(file, lane: lane) { (channel, remote) throws(Errno) in
-                var reply = try channel.request(.read) { message in
-                    message.u32(remote)
-                    message.i64(Int64(range.offset))
-                    message.u32(UInt32(range.count))
-                }
-                return try reply.data()
+                let (reply, data) = try channel.call(.read(file: remote, offset: Int64(range.offset), count: UInt32(range.count)),
+                                                     tail: nil)
+                guard case .read = reply else { throw Errno(EPROTO) }
+                return data
             }
             guard bytes.count <= range.count else { throw Errno(EPROTO) }
             file.state.withLock { state in
@@ -198,12 +188,7 @@ extension SMBShare {
     /// One write, on the share when this returns.
     func writeThrough(_ file: SMBFile, _ bytes: UnsafeRawBufferPointer, at offset: off_t) throws(Errno) {
         let written = try onFile(file) { (channel, remote) throws(Errno) in
-            var reply = try channel.request(.write, tail: bytes) { message in
-                message.u32(remote)
-                message.i64(Int64(offset))
-                message.u32(UInt32(bytes.count))
-            }
-            return Int(try reply.u32())
+            try channel.call(.write(file: remote, offset: Int64(offset)), tail: bytes).0.written()
         }
         if written != bytes.count { throw Errno(EIO) }
     }
@@ -251,7 +236,7 @@ extension SMBShare {
         for (index, open) in opens {
             _ = try? workers[index].withChannel { (channel) throws(Errno) in
                 // A file of a replaced worker died with it.
-                if channel.generation == open.generation { _ = try channel.request(.close) { $0.u32(open.id) } }
+                if channel.generation == open.generation { _ = try channel.call(.close(file: open.id)) }
             }
         }
     }

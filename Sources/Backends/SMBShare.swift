@@ -130,18 +130,13 @@ public final class SMBShare: ShareBackend {
             // the first was allowed (a guest that created a file may not open it again to write).
             let flags = lane == 0 ? file.flags & ~(O_CREAT | O_TRUNC | O_EXCL) : O_RDONLY
             if file.state.withLock({ $0.closed }) { throw Errno(EBADF) }
-            var reply = try channel.request(.open) { message in
-                message.string(file.path)
-                message.i32(flags)
-                message.u32(0)
-            }
-            let id = try reply.u32()
+            let id = try channel.call(.open(path: file.path, flags: flags, mode: 0)).opened()
             let recorded = file.state.withLock { state in
                 if !state.closed { state.opens[index] = SMBFile.RemoteOpen(id: id, generation: channel.generation) }
                 return !state.closed
             }
             guard recorded else {
-                _ = try? channel.request(.close) { $0.u32(id) }
+                _ = try? channel.call(.close(file: id))
                 throw Errno(EBADF)
             }
             return try body(channel, id)
@@ -168,8 +163,8 @@ public final class SMBShare: ShareBackend {
         return result
     }
 
-    func simple(_ operation: SMBOperation, _ arguments: @escaping (inout WireWriter) -> Void) throws(Errno) {
-        _ = try anyWorker { (channel) throws(Errno) in try channel.request(operation, arguments) }
+    func simple(_ request: WorkerRequest) throws(Errno) {
+        _ = try anyWorker { (channel) throws(Errno) in try channel.call(request) }
     }
 
     // MARK: attributes
@@ -177,8 +172,7 @@ public final class SMBShare: ShareBackend {
     public func attributes(of path: String) throws(Errno) -> stat {
         settle(path: path)
         return try anyWorker { (channel) throws(Errno) in
-            var reply = try channel.request(.attributes) { $0.string(path) }
-            return owned(try reply.attributes())
+            owned(try channel.call(.attributes(path: path)).attributes())
         }
     }
 
@@ -189,8 +183,7 @@ public final class SMBShare: ShareBackend {
         settle(path: file.path)
         do {
             return try onFile(file) { (channel, remote) throws(Errno) in
-                var reply = try channel.request(.handleAttributes) { $0.u32(remote) }
-                return owned(try reply.attributes())
+                owned(try channel.call(.handleAttributes(file: remote)).attributes())
             }
         } catch where error.rawValue == EINVAL || error.rawValue == EACCES {
             return try attributes(of: file.path)
@@ -211,14 +204,14 @@ public final class SMBShare: ShareBackend {
             defer { forgetReadAhead(path) }
             if let handle {
                 _ = try onFile(try file(handle)) { (channel, remote) throws(Errno) in
-                    try channel.request(.handleTruncate) { $0.u32(remote); $0.i64(Int64(size)) }
+                    try channel.call(.handleTruncate(file: remote, size: Int64(size)))
                 }
             } else {
-                try simple(.truncate) { $0.string(path); $0.i64(Int64(size)) }
+                try simple(.truncate(path: path, size: Int64(size)))
             }
         }
         if let mode = changes.mode {
-            try simple(.setMode) { $0.string(path); $0.u32(mode) }
+            try simple(.setMode(path: path, mode: mode))
         }
         if changes.changesTimes {
             let current = try attributes(of: path)
@@ -232,13 +225,7 @@ public final class SMBShare: ShareBackend {
             }
             let access = resolve(changes.accessTime, current.st_atim)
             let modification = resolve(changes.modificationTime, current.st_mtim)
-            try simple(.setTimes) { message in
-                message.string(path)
-                for time in [access, modification] {
-                    message.i64(Int64(time.tv_sec))
-                    message.i64(Int64(time.tv_nsec))
-                }
-            }
+            try simple(.setTimes(path: path, access: access, modification: modification))
         }
         if let handle { return try attributes(of: handle) }
         return try attributes(of: path)
@@ -270,22 +257,14 @@ public final class SMBShare: ShareBackend {
     }
 
     func fetchListing(_ path: String, on channel: SMBWorker.Channel) throws(Errno) -> [DirectoryEntry] {
-        var reply = try channel.request(.list) { $0.string(path) }
-        let count = try reply.u32()
-        var entries: [DirectoryEntry] = []
-        entries.reserveCapacity(Int(count))
-        for _ in 0..<count {
-            let name = try reply.string()
-            entries.append(DirectoryEntry(name: name, attributes: owned(try reply.attributes())))
-        }
-        return entries
+        try channel.call(.list(path: path)).listing().map { DirectoryEntry(name: $0.name, attributes: owned($0.attributes)) }
     }
 
     // MARK: names
 
     public func makeDirectory(_ path: String, mode: mode_t, caller: Caller) throws(Errno) {
         defer { listingAhead.forget(parentOf: path) }
-        try simple(.makeDirectory) { $0.string(path); $0.u32(mode) }
+        try simple(.makeDirectory(path: path, mode: mode))
     }
 
     public func removeDirectory(_ path: String) throws(Errno) {
@@ -294,13 +273,13 @@ public final class SMBShare: ShareBackend {
             listingAhead.forget(parentOf: path)
             listingAhead.forget(path, subtree: true)
         }
-        try simple(.removeDirectory) { $0.string(path) }
+        try simple(.removeDirectory(path: path))
     }
 
     public func unlink(_ path: String) throws(Errno) {
         settle(path: path)
         defer { listingAhead.forget(parentOf: path) }
-        try simple(.unlink) { $0.string(path) }
+        try simple(.unlink(path: path))
     }
 
     public func rename(_ from: String, to: String, flags: RenameFlags) throws(Errno) {
@@ -312,21 +291,12 @@ public final class SMBShare: ShareBackend {
                 listingAhead.forget(path, subtree: true)
             }
         }
-        try simple(.rename) { $0.string(from); $0.string(to) }
+        try simple(.rename(from: from, to: to))
     }
 
     public func statistics() throws(Errno) -> statvfs {
         try anyWorker { (channel) throws(Errno) in
-            var reply = try channel.request(.statistics) { $0.string("") }
-            var result = statvfs()
-            result.f_bsize = UInt(try reply.u64())
-            result.f_frsize = UInt(try reply.u64())
-            result.f_blocks = UInt(try reply.u64())
-            result.f_bfree = UInt(try reply.u64())
-            result.f_bavail = UInt(try reply.u64())
-            result.f_files = UInt(try reply.u64())
-            result.f_ffree = UInt(try reply.u64())
-            result.f_namemax = UInt(try reply.u64())
+            var result = try channel.call(.statistics(path: "")).statistics()
             // libsmbclient answers bytes per sector and sectors per allocation unit; blocks
             // count allocation units.
             let unit = result.f_bsize * max(result.f_frsize, 1)

@@ -29,14 +29,12 @@ final class SMBWorker: Sendable {
             self.timeout = timeout
         }
 
-        /// Sends one request and returns the reader positioned at its results; errno
-        /// answers are thrown. A dead or silent worker is EIO (the caller retires it).
-        /// A write's data goes as `tail`, after the arguments, straight from where it lies.
-        func request(_ operation: SMBOperation, tail: UnsafeRawBufferPointer? = nil,
-                     _ arguments: (inout WireWriter) -> Void = { _ in }) throws(Errno) -> WireReader {
+        /// Sends one request and returns its answer, with the frame's tail (a read's bytes,
+        /// uncopied); errno answers are thrown. A dead or silent worker is EIO (the caller
+        /// retires it). A write's data goes as `tail`, straight from where it lies.
+        func call(_ request: WorkerRequest, tail: UnsafeRawBufferPointer? = nil) throws(Errno) -> (WorkerReply, tail: ArraySlice<UInt8>) {
             var message = WireWriter()
-            message.u8(operation.rawValue)
-            arguments(&message)
+            request.encode(into: &message)
             let frame: [UInt8]
             do {
                 try WireFrame.send(process.socket, message.bytes, tail: tail)
@@ -45,16 +43,20 @@ final class SMBWorker: Sendable {
                 lost = true
                 throw Errno(EIO)
             }
-            var reply = WireReader(frame)
-            let status = try reply.i32()
-            guard status == 0 else {
-                if Self.connectionErrors.contains(status) {
+            var answer = WireReader(frame)
+            let reply = try WorkerReply.decode(&answer)
+            if case .failed(let error) = reply {
+                if Self.connectionErrors.contains(error.rawValue) {
                     lost = true
                     throw Errno(EIO)
                 }
-                throw Errno(status)
+                throw error
             }
-            return reply
+            return (reply, answer.rest())
+        }
+
+        func call(_ request: WorkerRequest) throws(Errno) -> WorkerReply {
+            try call(request, tail: nil).0
         }
 
         /// What libsmbclient answers when the server went away rather than refused.
@@ -240,13 +242,8 @@ final class SMBWorker: Sendable {
         let process = Process(pid: pid, socket: pair[0], generation: generation)
         let channel = Channel(process: process, timeout: timeoutMilliseconds)
         do {
-            _ = try channel.request(.connect) { message in
-                message.string(connection.url)
-                message.string(connection.user)
-                message.string(connection.password)
-                message.string(connection.domain)
-                message.u32(UInt32(timeoutMilliseconds))
-            }
+            _ = try channel.call(.connect(url: connection.url, user: connection.user, password: connection.password,
+                                          domain: connection.domain, timeoutMilliseconds: UInt32(timeoutMilliseconds)))
         } catch {
             Self.stop(process)
             // A worker that died while connecting says nothing of the share: call it unreachable.

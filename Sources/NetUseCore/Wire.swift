@@ -13,10 +13,6 @@ public struct WireWriter {
     public mutating func u64(_ value: UInt64) { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
     public mutating func i64(_ value: Int64) { u64(UInt64(bitPattern: value)) }
     public mutating func i32(_ value: Int32) { u32(UInt32(bitPattern: value)) }
-    public mutating func data(_ value: UnsafeRawBufferPointer) {
-        u32(UInt32(value.count))
-        bytes += value
-    }
     public mutating func string(_ value: String) {
         let utf8 = Array(value.utf8)
         u32(UInt32(utf8.count))
@@ -31,10 +27,11 @@ public struct WireWriter {
         u64(UInt64(value.st_ino))
         i64(Int64(value.st_blocks))
         i64(Int64(value.st_blksize))
-        for time in [value.st_atim, value.st_mtim, value.st_ctim] {
-            i64(Int64(time.tv_sec))
-            i64(Int64(time.tv_nsec))
-        }
+        for time in [value.st_atim, value.st_mtim, value.st_ctim] { self.time(time) }
+    }
+    public mutating func time(_ value: timespec) {
+        i64(Int64(value.tv_sec))
+        i64(Int64(value.tv_nsec))
     }
 }
 
@@ -61,8 +58,13 @@ public struct WireReader {
     }
     public mutating func i64() throws(Errno) -> Int64 { Int64(bitPattern: try u64()) }
     public mutating func i32() throws(Errno) -> Int32 { Int32(bitPattern: try u32()) }
-    public mutating func data() throws(Errno) -> ArraySlice<UInt8> { try take(Int(try u32())) }
-    public mutating func string() throws(Errno) -> String { String(decoding: try data(), as: UTF8.self) }
+    public mutating func string() throws(Errno) -> String { String(decoding: try take(Int(try u32())), as: UTF8.self) }
+    public mutating func time() throws(Errno) -> timespec { timespec(tv_sec: Int(try i64()), tv_nsec: Int(try i64())) }
+    /// What is left of the message: its tail.
+    public mutating func rest() -> ArraySlice<UInt8> {
+        defer { offset = bytes.count }
+        return bytes[offset...]
+    }
     public mutating func attributes() throws(Errno) -> stat {
         var value = stat()
         value.st_mode = try u32()
@@ -73,9 +75,9 @@ public struct WireReader {
         value.st_ino = UInt(try u64())
         value.st_blocks = Int(try i64())
         value.st_blksize = Int(try i64())
-        value.st_atim = timespec(tv_sec: Int(try i64()), tv_nsec: Int(try i64()))
-        value.st_mtim = timespec(tv_sec: Int(try i64()), tv_nsec: Int(try i64()))
-        value.st_ctim = timespec(tv_sec: Int(try i64()), tv_nsec: Int(try i64()))
+        value.st_atim = try time()
+        value.st_mtim = try time()
+        value.st_ctim = try time()
         return value
     }
 }
@@ -132,10 +134,4 @@ public enum WireFrame {
         if let failure { throw failure }
         return buffer
     }
-}
-
-/// What netused asks an SMB worker to do.
-public enum SMBOperation: UInt8, Sendable {
-    case connect = 1, attributes, handleAttributes, open, read, write, close, list
-    case makeDirectory, removeDirectory, unlink, rename, truncate, handleTruncate, setTimes, setMode, statistics
 }

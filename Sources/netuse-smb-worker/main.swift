@@ -14,7 +14,7 @@ let channel: Int32 = 3
 nonisolated(unsafe) var credentials = (user: "", password: "", domain: "")
 nonisolated(unsafe) var context: UnsafeMutablePointer<SMBCCTX>?
 nonisolated(unsafe) var base = ""
-nonisolated(unsafe) var files: [UInt32: OpaquePointer] = [:]
+nonisolated(unsafe) var files: [UInt32: OpenFile] = [:]
 nonisolated(unsafe) var nextFile: UInt32 = 1
 /// Where reads land, kept from one request to the next: a read-ahead is megabytes, sent
 /// to netused straight from here.
@@ -61,15 +61,38 @@ func check(_ result: Int32) throws(Errno) {
     if result < 0 { throw Errno.current }
 }
 
-func file(_ id: UInt32) throws(Errno) -> OpaquePointer {
-    guard let file = files[id] else { throw Errno(EBADF) }
-    return file
+/// A file this worker opened, with the size it last saw (see `readableCount`).
+struct OpenFile {
+    let pointer: OpaquePointer
+    var size: Int64?
 }
 
-func connect(_ request: inout WireReader) throws(Errno) {
-    base = try request.string()
-    credentials = (try request.string(), try request.string(), try request.string())
-    let timeout = try request.u32()
+func file(_ id: UInt32) throws(Errno) -> OpaquePointer {
+    guard let file = files[id] else { throw Errno(EBADF) }
+    return file.pointer
+}
+
+/// Reads up to this size go out as one request whatever the dialect (SMB 2.0.2's MaxReadSize).
+let singleRequestRead = 64 << 10
+
+/// How much of `size` bytes at `offset` to ask libsmbclient for. A read larger than the server's
+/// MaxReadSize goes out as several requests at once (cli_pull); when one of them ends at the end
+/// of the file, the answers to the others stay on the connection, and the next call on it fails
+/// with EINVAL and drops it. At SMB 2.0.2 that is any large read near the end of a file. So a
+/// large read that reaches past the size last seen asks the server for the size first and stops
+/// there; the size is only ever cut to what the server has just said.
+func readableCount(_ id: UInt32, _ context: UnsafeMutablePointer<SMBCCTX>, at offset: Int64, _ size: Int) throws(Errno) -> Int {
+    guard let open = files[id] else { throw Errno(EBADF) }
+    guard size > singleRequestRead, offset + Int64(size) > open.size ?? 0 else { return size }
+    var attributes = stat()
+    try check(smbc_getFunctionFstat(context)!(context, open.pointer, &attributes))
+    files[id]?.size = Int64(attributes.st_size)
+    return Int(max(0, min(Int64(size), Int64(attributes.st_size) - offset)))
+}
+
+func connect(url: String, user: String, password: String, domain: String, timeout: UInt32) throws(Errno) {
+    base = url
+    credentials = (user, password, domain)
     guard let created = smbc_new_context() else { throw Errno(ENOMEM) }
     smbc_setFunctionAuthDataWithContext(created, authenticate)
     smbc_setTimeout(created, Int32(timeout))
@@ -86,33 +109,34 @@ func connect(_ request: inout WireReader) throws(Errno) {
     _ = smbc_getFunctionClosedir(created)!(created, directory)
 }
 
-func handle(_ operation: SMBOperation, _ request: inout WireReader, _ reply: inout WireWriter) throws(Errno) {
-    if operation == .connect { return try connect(&request) }
+/// Carries out one request; a read's bytes are left in `replyTail`.
+func handle(_ request: WorkerRequest, tail: ArraySlice<UInt8>) throws(Errno) -> WorkerReply {
+    if case let .connect(url, user, password, domain, timeout) = request {
+        try connect(url: url, user: user, password: password, domain: domain, timeout: timeout)
+        return .done
+    }
     guard let ctx = context else { throw Errno(ENOTCONN) }
-    switch operation {
+    switch request {
     case .connect:
-        break
-    case .attributes:
+        return .done
+    case let .attributes(path):
         var attributes = stat()
-        try check(smbc_getFunctionStat(ctx)!(ctx, url(try request.string()), &attributes))
-        reply.attributes(attributes)
-    case .handleAttributes:
+        try check(smbc_getFunctionStat(ctx)!(ctx, url(path), &attributes))
+        return .attributes(attributes)
+    case let .handleAttributes(id):
         var attributes = stat()
-        try check(smbc_getFunctionFstat(ctx)!(ctx, try file(try request.u32()), &attributes))
-        reply.attributes(attributes)
-    case .open:
-        let path = try request.string()
-        let flags = try request.i32()
-        let mode = try request.u32()
+        try check(smbc_getFunctionFstat(ctx)!(ctx, try file(id), &attributes))
+        files[id]?.size = Int64(attributes.st_size)
+        return .attributes(attributes)
+    case let .open(path, flags, mode):
         guard let opened = smbc_getFunctionOpen(ctx)!(ctx, url(path), flags, mode) else { throw Errno.current }
         let id = nextFile
         nextFile &+= 1
-        files[id] = opened
-        reply.u32(id)
-    case .read:
-        let opened = try file(try request.u32())
-        let offset = try request.i64()
-        let size = Int(try request.u32())
+        files[id] = OpenFile(pointer: opened, size: flags & O_TRUNC != 0 ? 0 : nil)
+        return .opened(file: id)
+    case let .read(id, offset, requested):
+        let opened = try file(id)
+        let size = try readableCount(id, ctx, at: offset, Int(requested))
         guard smbc_getFunctionLseek(ctx)!(ctx, opened, off_t(offset), SEEK_SET) >= 0 else { throw Errno.current }
         if readBuffer.count < size {
             readBuffer.baseAddress?.deallocate()
@@ -125,28 +149,26 @@ func handle(_ operation: SMBOperation, _ request: inout WireReader, _ reply: ino
             if count == 0 { break }
             done += count
         }
-        reply.u32(UInt32(done))
         replyTail = UnsafeRawBufferPointer(rebasing: readBuffer[..<done])
-    case .write:
-        let opened = try file(try request.u32())
-        let offset = try request.i64()
-        let data = try request.data()
+        return .read
+    case let .write(id, offset):
+        let opened = try file(id)
         guard smbc_getFunctionLseek(ctx)!(ctx, opened, off_t(offset), SEEK_SET) >= 0 else { throw Errno.current }
         var done = 0
-        while done < data.count {
-            let count = data.withUnsafeBytes { smbc_getFunctionWrite(ctx)!(ctx, opened, $0.baseAddress! + done, $0.count - done) }
+        while done < tail.count {
+            let count = tail.withUnsafeBytes { smbc_getFunctionWrite(ctx)!(ctx, opened, $0.baseAddress! + done, $0.count - done) }
             if count < 0 { throw Errno.current }
             done += count
         }
-        reply.u32(UInt32(done))
-    case .close:
-        let id = try request.u32()
-        if let opened = files.removeValue(forKey: id) { try check(smbc_getFunctionClose(ctx)!(ctx, opened)) }
-    case .list:
-        guard let directory = smbc_getFunctionOpendir(ctx)!(ctx, url(try request.string())) else { throw Errno.current }
+        if let size = files[id]?.size { files[id]?.size = max(size, offset + Int64(done)) }
+        return .written(count: UInt32(done))
+    case let .close(id):
+        if let opened = files.removeValue(forKey: id) { try check(smbc_getFunctionClose(ctx)!(ctx, opened.pointer)) }
+        return .done
+    case let .list(path):
+        guard let directory = smbc_getFunctionOpendir(ctx)!(ctx, url(path)) else { throw Errno.current }
         defer { _ = smbc_getFunctionClosedir(ctx)!(ctx, directory) }
-        var entries = WireWriter()
-        var count: UInt32 = 0
+        var entries: [WorkerReply.Entry] = []
         while true {
             var attributes = stat()
             errno = 0
@@ -154,53 +176,35 @@ func handle(_ operation: SMBOperation, _ request: inout WireReader, _ reply: ino
                 if errno != 0 && errno != ENOENT { throw Errno.current }
                 break
             }
-            entries.string(String(cString: info.pointee.name))
-            entries.attributes(attributes)
-            count += 1
+            entries.append(WorkerReply.Entry(name: String(cString: info.pointee.name), attributes: attributes))
         }
-        reply.u32(count)
-        reply.append(entries)
-    case .makeDirectory:
-        let path = try request.string()
-        try check(smbc_getFunctionMkdir(ctx)!(ctx, url(path), mode_t(try request.u32())))
-    case .removeDirectory:
-        try check(smbc_getFunctionRmdir(ctx)!(ctx, url(try request.string())))
-    case .unlink:
-        try check(smbc_getFunctionUnlink(ctx)!(ctx, url(try request.string())))
-    case .rename:
-        let from = url(try request.string())
-        let to = url(try request.string())
-        try check(smbc_getFunctionRename(ctx)!(ctx, from, ctx, to))
-    case .truncate:
-        let path = try request.string()
-        let size = try request.i64()
+        return .listing(entries)
+    case let .makeDirectory(path, mode):
+        try check(smbc_getFunctionMkdir(ctx)!(ctx, url(path), mode_t(mode)))
+    case let .removeDirectory(path):
+        try check(smbc_getFunctionRmdir(ctx)!(ctx, url(path)))
+    case let .unlink(path):
+        try check(smbc_getFunctionUnlink(ctx)!(ctx, url(path)))
+    case let .rename(from, to):
+        try check(smbc_getFunctionRename(ctx)!(ctx, url(from), ctx, url(to)))
+    case let .truncate(path, size):
         guard let opened = smbc_getFunctionOpen(ctx)!(ctx, url(path), O_WRONLY, 0) else { throw Errno.current }
         defer { _ = smbc_getFunctionClose(ctx)!(ctx, opened) }
         try check(smbc_getFunctionFtruncate(ctx)!(ctx, opened, off_t(size)))
-    case .handleTruncate:
-        let opened = try file(try request.u32())
-        try check(smbc_getFunctionFtruncate(ctx)!(ctx, opened, off_t(try request.i64())))
-    case .setTimes:
-        let path = try request.string()
-        var times = [timeval(), timeval()]
-        for index in 0..<2 {
-            times[index].tv_sec = Int(try request.i64())
-            times[index].tv_usec = Int(try request.i64() / 1000)
-        }
+    case let .handleTruncate(id, size):
+        try check(smbc_getFunctionFtruncate(ctx)!(ctx, try file(id), off_t(size)))
+        files[id]?.size = size
+    case let .setTimes(path, access, modification):
+        var times = [access, modification].map { timeval(tv_sec: $0.tv_sec, tv_usec: $0.tv_nsec / 1000) }
         try check(smbc_getFunctionUtimes(ctx)!(ctx, url(path), &times))
-    case .setMode:
-        let path = try request.string()
-        try check(smbc_getFunctionChmod(ctx)!(ctx, url(path), mode_t(try request.u32())))
-    case .statistics:
+    case let .setMode(path, mode):
+        try check(smbc_getFunctionChmod(ctx)!(ctx, url(path), mode_t(mode)))
+    case let .statistics(path):
         var statistics = statvfs()
-        let path = url(try request.string())
-        try check(path.withCString { smbc_getFunctionStatVFS(ctx)!(ctx, UnsafeMutablePointer(mutating: $0), &statistics) })
-        for value in [UInt64(statistics.f_bsize), UInt64(statistics.f_frsize), UInt64(statistics.f_blocks),
-                      UInt64(statistics.f_bfree), UInt64(statistics.f_bavail), UInt64(statistics.f_files),
-                      UInt64(statistics.f_ffree), UInt64(statistics.f_namemax)] {
-            reply.u64(value)
-        }
+        try check(url(path).withCString { smbc_getFunctionStatVFS(ctx)!(ctx, UnsafeMutablePointer(mutating: $0), &statistics) })
+        return .statistics(statistics)
     }
+    return .done
 }
 
 signal(SIGPIPE, SIG_IGN)
@@ -212,22 +216,20 @@ while true {
     } catch {
         exit(0)  // the daemon is gone or let go of this worker
     }
-    var request = WireReader(frame)
-    var reply = WireWriter()
+    var message = WireReader(frame)
     replyTail = nil
+    let reply: WorkerReply
     do throws(Errno) {
-        guard let operation = SMBOperation(rawValue: try request.u8()) else { throw Errno(ENOSYS) }
-        var results = WireWriter()
-        try handle(operation, &request, &results)
-        reply.i32(0)
-        reply.append(results)
+        let request = try WorkerRequest.decode(&message)
+        reply = try handle(request, tail: message.rest())
     } catch {
-        reply = WireWriter()
-        reply.i32(error.rawValue)
+        reply = .failed(error)
         replyTail = nil
     }
+    var encoded = WireWriter()
+    reply.encode(into: &encoded)
     do {
-        try WireFrame.send(channel, reply.bytes, tail: replyTail)
+        try WireFrame.send(channel, encoded.bytes, tail: replyTail)
     } catch {
         exit(0)
     }
