@@ -6,7 +6,7 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 USERUNITDIR ?= $(PREFIX)/lib/systemd/user
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the build, the tests and the demo need.
-DEB_PACKAGES := fuse3 libfuse3-dev acl man-db pkg-config util-linux python3 libsmbclient-dev nettle-dev samba smbclient systemd python3-gi
+DEB_PACKAGES := fuse3 libfuse3-dev acl man-db pkg-config util-linux python3 libsmbclient-dev nettle-dev libkrb5-dev samba smbclient winbind krb5-user systemd python3-gi
 
 RELEASE_BIN = $(shell $(SWIFT) build -c release --show-bin-path)
 DEBUG_BIN   = $(shell $(SWIFT) build --show-bin-path)
@@ -47,7 +47,7 @@ PROPERTY_STEPS    ?= 50
 
 # Mounts real FUSE filesystems and switches users with setpriv: run as root. The SMB tests
 # run twice: with the native engine (the default), then with libsmbclient.
-# The strict servers the SMB tests run against again, on the native engine
+# The strict servers the SMB tests run against again, on each engine
 # (tests/integration/conftest.py says what each sets).
 SAMBA_POLICIES ?= signing encryption smb2.0.2 smb3.1.1
 
@@ -58,12 +58,12 @@ integration-test:
 	NETUSE_BIN=$(DEBUG_BIN) NETUSE_SMB_ENGINE=libsmbclient NETUSE_PROPERTY_SEEDS="$(PROPERTY_SEEDS)" \
 	  NETUSE_PROPERTY_EXAMPLES=$(PROPERTY_EXAMPLES) NETUSE_PROPERTY_STEPS=$(PROPERTY_STEPS) \
 	  python3 -m pytest -q -p no:cacheprovider tests/integration -k "smb and not engine"
-	for policy in $(SAMBA_POLICIES); do \
-	  echo "== the SMB tests against smbd with the $$policy policy"; \
-	  NETUSE_BIN=$(DEBUG_BIN) NETUSE_SAMBA_POLICY=$$policy NETUSE_PROPERTY_SEEDS="$(PROPERTY_SEEDS)" \
+	for policy in $(SAMBA_POLICIES); do for engine in native libsmbclient; do \
+	  echo "== the SMB tests on the $$engine engine against smbd with the $$policy policy"; \
+	  NETUSE_BIN=$(DEBUG_BIN) NETUSE_SAMBA_POLICY=$$policy NETUSE_SMB_ENGINE=$$engine NETUSE_PROPERTY_SEEDS="$(PROPERTY_SEEDS)" \
 	    NETUSE_PROPERTY_EXAMPLES=$(PROPERTY_EXAMPLES) NETUSE_PROPERTY_STEPS=$(PROPERTY_STEPS) \
 	    python3 -m pytest -q -p no:cacheprovider tests/integration -k "smb and not engine and not libsmbclient" || exit 1; \
-	done
+	done; done
 
 # Longer: the property test on more seeds with longer sequences, then fsx when given one
 # (FSX=/path/to/fsx, built outside the repository as the README says).

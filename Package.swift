@@ -15,11 +15,12 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .systemLibrary(name: "CLinux"),
+        .systemLibrary(name: "CGSSAPI", providers: [.apt(["libkrb5-dev"])]),
         .systemLibrary(name: "CNettle", pkgConfig: "nettle", providers: [.apt(["nettle-dev"])]),
         .systemLibrary(name: "CSMBClient", pkgConfig: "smbclient", providers: [.apt(["libsmbclient-dev"])]),
         .target(name: "NetUseCore", dependencies: ["CLinux"]),
         .target(name: "Redirector", dependencies: ["NetUseCore", "CLinux"]),
-        .target(name: "SMB2", dependencies: ["NetUseCore", "CNettle"]),
+        .target(name: "SMB2", dependencies: ["NetUseCore", "CNettle", "CGSSAPI"]),
         .target(name: "Backends", dependencies: ["Redirector", "NetUseCore", "SMB2", "CLinux"]),
         .target(name: "FUSEBridge", dependencies: ["Redirector", "CFuse"]),
         .target(name: "NetUseDaemon", dependencies: ["NetUseCore", "Redirector", "Backends", "FUSEBridge"]),

@@ -134,6 +134,8 @@ public final class NativeSMBShare: ShareBackend {
         case .badNetName(let status): return NetError(.badNetName, detail: ["\(location.url): \(status)."])
         case .protocolError(let text): return NetError(.badNetPath, detail: ["\(location.url): \(text)."])
         case .noSMB2: return NetError(.badNetPath, detail: ["\(location.url): no SMB2 answer."])
+        case .noTicket(let reason):
+            return NetError(.logonFailure, detail: ["\(location.url): no Kerberos ticket to log on with (kinit gets one): \(reason)."])
         }
     }
 

@@ -22,6 +22,7 @@ final class SMB2Sessions: Sendable {
     /// with the same SMB account (as cifs.ko's multiuser keeps one per fsuid).
     static func key(_ options: SMB2Session.Options, owner: uid_t) -> String {
         "\(owner)\u{0}\(options.host.lowercased())\u{0}\(options.port)\u{0}\(options.user)\u{0}\(options.domain)\u{0}\(options.password)"
+            + (options.kerberos.map { "\u{0}krb5\u{0}\($0.cache)" } ?? "")
     }
 
     func retain(_ key: String) {

@@ -23,12 +23,16 @@ public struct SMBShareKind: ShareKind {
             var options = SMB2Session.Options(host: location.server, port: UInt16(location.port ?? 445), user: credentials.user,
                                               password: credentials.password, domain: credentials.domain, timeout: request.timeout)
             options.seal = request.seal
+            options.kerberos = request.kerberos
             do {
                 return try NativeSMBShare(location: location, options: options, owner: request.owner, leases: request.leases,
                                           locks: request.locks)
             } catch {
                 if case .refused(let refusal) = error { throw refusal }
                 // An SMB1-only server: libsmbclient, which still speaks SMB1, serves it.
+                guard request.kerberos == nil else {
+                    throw NetError(.badNetPath, detail: ["\(location.url): the server speaks SMB1 only, and sec=krb5 is SMB2 and later."])
+                }
             }
         }
         return try SMBShare(connection: SMBConnection(url: location.url, user: credentials.user, password: credentials.password,

@@ -31,6 +31,8 @@ public struct ConnectRequest: Sendable {
     public var leases = true
     /// SMB: fcntl and flock locks reach the server (`-o nobrl` keeps them local).
     public var locks = true
+    /// SMB: log on with these Kerberos tickets rather than `credentials`.
+    public var kerberos: KerberosCredentials?
 
     public init(owner: Caller, identity: Identity, credentials: Credentials, timeout: Duration, workers: Int) {
         self.owner = owner

@@ -22,6 +22,8 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     /// mount.cifs credentials file the daemon reads it from.
     public var persistent: Bool?
     public var credentialsFile: String?
+    /// use with `-o sec=krb5`: the caller's KRB5CCNAME, read as the caller.
+    public var credentialsCache: String?
     /// list: every user's drives (root only).
     public var all: Bool?
     /// delete: detach at once and fail what is still open with EIO (`net use /d /y`).
@@ -36,7 +38,8 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public init(op: String, letter: String? = nil, remote: String? = nil, options: [String: String]? = nil,
                 user: String? = nil, password: String? = nil, domain: String? = nil,
                 persistent: Bool? = nil, credentialsFile: String? = nil, all: Bool? = nil,
-                force: Bool? = nil, wait: Double? = nil, global: Bool? = nil, owner: UInt32? = nil) {
+                force: Bool? = nil, wait: Double? = nil, global: Bool? = nil, owner: UInt32? = nil,
+                credentialsCache: String? = nil) {
         self.v = ControlProtocol.version
         self.op = op
         self.letter = letter
@@ -47,6 +50,7 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         self.domain = domain
         self.persistent = persistent
         self.credentialsFile = credentialsFile
+        self.credentialsCache = credentialsCache
         self.all = all
         self.force = force
         self.wait = wait
@@ -98,16 +102,18 @@ public struct UseRequest: Equatable, Sendable {
     public var credentials: Credentials
     public var persistent: Bool
     public var credentialsFile: String?
+    public var credentialsCache: String?
     public var global: Bool
 
     public init(letter: LetterChoice, remote: String, options: [String: String] = [:], credentials: Credentials = Credentials(),
-                persistent: Bool = false, credentialsFile: String? = nil, global: Bool = false) {
+                persistent: Bool = false, credentialsFile: String? = nil, credentialsCache: String? = nil, global: Bool = false) {
         self.letter = letter
         self.remote = remote
         self.options = options
         self.credentials = credentials
         self.persistent = persistent
         self.credentialsFile = credentialsFile
+        self.credentialsCache = credentialsCache
         self.global = global
     }
 }
@@ -152,7 +158,7 @@ public enum ControlOperation: Equatable, Sendable {
             }
             self = .use(UseRequest(letter: choice, remote: remote, options: request.options ?? [:], credentials: credentials,
                                    persistent: request.persistent ?? false, credentialsFile: request.credentialsFile,
-                                   global: request.global ?? false))
+                                   credentialsCache: request.credentialsCache, global: request.global ?? false))
         case "delete":
             let wait = request.wait ?? 0
             guard wait >= 0, wait <= 3600 else {

@@ -49,7 +49,8 @@ extension DriveManager {
                                           domain: read.domain ?? record.domain)
             }
             let owner = Caller(uid: record.owner, gid: record.ownerGroup, pid: 0)
-            let drive = try connect(key, kind, remote, settings: settings, credentials: credentials, owner: owner, identity: identity)
+            let drive = try connect(key, kind, remote, settings: settings, credentials: credentials, owner: owner, identity: identity,
+                                    credentialsCache: record.credentialsCache)
             let kept = state.withLock { state -> Bool in
                 // Deleted meanwhile: the record is gone, and so must the drive be.
                 guard state.records[key] == record else { return false }

@@ -108,10 +108,11 @@ final class DriveManager: Sendable {
                                  ownerGroup: caller.gid, options: request.options,
                                  user: credentials.user.isEmpty ? nil : credentials.user,
                                  domain: credentials.domain.isEmpty ? nil : credentials.domain,
-                                 credentialsFile: request.credentialsFile, global: request.global ? true : nil)
+                                 credentialsFile: request.credentialsFile, credentialsCache: request.credentialsCache,
+                                 global: request.global ? true : nil)
         }
         let drive = try connect(key, kind, remote, settings: settings, credentials: credentials,
-                                owner: caller, identity: identity)
+                                owner: caller, identity: identity, credentialsCache: request.credentialsCache)
         state.withLock { state in
             state.drives[key] = drive
             if let record { state.records[key] = record }
@@ -122,7 +123,8 @@ final class DriveManager: Sendable {
 
     /// Mounts a share at a letter the caller has reserved.
     func connect(_ key: DriveKey, _ kind: any ShareKind, _ remote: Remote, settings: DriveOptions,
-                         credentials: Credentials, owner: Caller, identity: Identity) throws(NetError) -> Drive {
+                         credentials: Credentials, owner: Caller, identity: Identity,
+                         credentialsCache: String? = nil) throws(NetError) -> Drive {
         let letter = key.letter
         if let server = remote.server { try checkOneUserPerServer(server, credentials, owner: key.owner) }
         var request = ConnectRequest(owner: owner, identity: identity, credentials: credentials,
@@ -131,6 +133,13 @@ final class DriveManager: Sendable {
         request.seal = settings.seal
         request.leases = settings.leases
         request.locks = settings.locks
+        if settings.kerberos {
+            guard let tickets = KerberosCredentials(cache: credentialsCache, identity: identity) else {
+                throw NetError(.invalidParameter, detail: [
+                    "sec=krb5 takes a FILE: or DIR: ticket cache by absolute path (KRB5CCNAME), not '\(credentialsCache ?? "")'."])
+            }
+            request.kerberos = tickets
+        }
         let backend = try kind.connect(remote, request)
         let mountpoint = mountpoint(of: key)
         do throws(Errno) {

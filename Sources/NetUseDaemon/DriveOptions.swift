@@ -23,6 +23,9 @@ struct DriveOptions {
     /// SMB (native engine): fcntl and flock locks reach the server; `-o nobrl` keeps them in
     /// the kernel, for this machine only, as mount.cifs's nobrl does.
     var locks = true
+    /// SMB (native engine): log on with the caller's Kerberos tickets (`-o sec=krb5`), not a
+    /// password; `sec=ntlmssp` (NTLMv2 in SPNEGO) is the default.
+    var kerberos = false
 
     static func parse(_ options: [String: String]) throws(NetError) -> DriveOptions {
         var result = DriveOptions()
@@ -64,6 +67,12 @@ struct DriveOptions {
                     throw NetError(.invalidParameter, detail: ["engine is native or libsmbclient, not '\(value)'."])
                 }
                 result.engine = engine
+            case "sec":
+                switch value {
+                case "krb5": result.kerberos = true
+                case "ntlmssp", "ntlmv2": result.kerberos = false
+                default: throw NetError(.invalidParameter, detail: ["sec is krb5 or ntlmssp, not '\(value)'."])
+                }
             case "seal", "nolease", "nobrl":
                 guard ["", "1", "yes"].contains(value) else {
                     throw NetError(.invalidParameter, detail: ["\(key) takes no value, not '\(value)'."])
@@ -76,6 +85,9 @@ struct DriveOptions {
             default:
                 throw NetError(.invalidParameter, detail: ["Unknown option '\(key)'."])
             }
+        }
+        if result.kerberos && result.engine == .libsmbclient {
+            throw NetError(.invalidParameter, detail: ["sec=krb5 is spoken by the native engine, not by libsmbclient."])
         }
         return result
     }

@@ -14,6 +14,8 @@ struct DriveRecord: Codable, Equatable, Sendable {
     var user: String?
     var domain: String?
     var credentialsFile: String?
+    /// `-o sec=krb5`: the KRB5CCNAME the drive was connected with; absent, the owner's default.
+    var credentialsCache: String?
     /// A drive every user sees (`use --global`); absent in older files.
     var global: Bool?
 }

@@ -28,7 +28,7 @@ struct NTLMAuthenticator {
     var isAnonymous: Bool { user.isEmpty }
 
     /// The first token: SPNEGO's NegTokenInit around NTLMSSP NEGOTIATE.
-    mutating func firstToken() -> [UInt8] {
+    mutating func firstToken() throws(SMB2SetupError) -> [UInt8] {
         var message = ByteWriter()
         message.append(Self.signature)
         message.u32(1)

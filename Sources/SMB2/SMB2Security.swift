@@ -76,8 +76,11 @@ struct SMB2Security: Sendable {
     }
 
     /// The keys of a session from its session key (MS-SMB2 3.2.5.3.1): 3.1.1 binds them to the
-    /// hash of the exchange that set the session up.
-    mutating func deriveKeys(sessionKey: [UInt8], preauthHash: [UInt8]) {
+    /// hash of the exchange that set the session up. `fullSessionKey`: all of what authentication gave (32 bytes from an AES Kerberos ticket,
+    /// 16 from NTLM). MS-SMB2 3.2.5.3.1: signing uses its first 16 bytes (zero-padded), and
+    /// so does encryption, but for the 256-bit ciphers, which derive from the whole key.
+    mutating func deriveKeys(sessionKey fullSessionKey: [UInt8], preauthHash: [UInt8]) {
+        let sessionKey = Array((fullSessionKey + [UInt8](repeating: 0, count: 16)).prefix(16))
         guard dialect >= 0x300 else {
             signingKey = sessionKey
             signingAlgorithm = 0
@@ -87,9 +90,10 @@ struct SMB2Security: Sendable {
         func label(_ text: String) -> [UInt8] { Array(text.utf8) + [0] }
         let bits = cipher == .aes256CCM || cipher == .aes256GCM ? 256 : 128
         if dialect == 0x311 {
+            let cipherKey = bits == 256 ? fullSessionKey : sessionKey
             signingKey = Crypto.deriveKey(sessionKey, label: label("SMBSigningKey"), context: preauthHash)
-            encryptionKey = Crypto.deriveKey(sessionKey, label: label("SMBC2SCipherKey"), context: preauthHash, bits: bits)
-            decryptionKey = Crypto.deriveKey(sessionKey, label: label("SMBS2CCipherKey"), context: preauthHash, bits: bits)
+            encryptionKey = Crypto.deriveKey(cipherKey, label: label("SMBC2SCipherKey"), context: preauthHash, bits: bits)
+            decryptionKey = Crypto.deriveKey(cipherKey, label: label("SMBS2CCipherKey"), context: preauthHash, bits: bits)
         } else {
             signingKey = Crypto.deriveKey(sessionKey, label: label("SMB2AESCMAC"), context: label("SmbSign"))
             encryptionKey = Crypto.deriveKey(sessionKey, label: label("SMB2AESCCM"), context: label("ServerIn "))

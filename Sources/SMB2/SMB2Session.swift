@@ -9,12 +9,15 @@ public enum SMB2SetupError: Error, Sendable {
     case accessDenied(NTStatus)
     case badNetName(NTStatus)
     case protocolError(String)
+    /// Kerberos: no usable ticket (none in the cache, expired, or no key for the service).
+    case noTicket(String)
     /// The server took the connection but gave no SMB2 answer to NEGOTIATE: it speaks SMB1 only.
     case noSMB2
 }
 
 /// A logged-on session on one connection: negotiate (2.0.2 to 3.1.1, with pre-authentication
-/// integrity for 3.1.1), SPNEGO/NTLMv2 session setup, and the keys that follow.
+/// integrity for 3.1.1), SPNEGO session setup (NTLMv2, or Kerberos through GSSAPI), and the
+/// keys that follow.
 public final class SMB2Session: Sendable {
     let connection: SMB2Connection
     public let server: String
@@ -43,6 +46,8 @@ public final class SMB2Session: Sendable {
         public var timeout: Duration
         /// Encrypt although the server does not ask for it (`-o seal`).
         public var seal = false
+        /// Log on with Kerberos from these tickets (`-o sec=krb5`) instead of a password.
+        public var kerberos: KerberosCredentials?
         /// Who the client is to the server across connections: leases and durable handles
         /// belong to it, so a reconnect presents the same one.
         public var clientGuid: [UInt8] = freshClientGuid()
@@ -176,8 +181,9 @@ public final class SMB2Session: Sendable {
         connection.security.withLock { $0 = security }
 
         // SESSION_SETUP, two legs
-        var ntlm = NTLMAuthenticator(user: options.user, password: options.password, domain: options.domain)
-        var token = ntlm.firstToken()
+        var authenticator: any SessionAuthenticator = options.kerberos.map { GSSAuthenticator($0, server: options.host) }
+            ?? NTLMAuthenticator(user: options.user, password: options.password, domain: options.domain)
+        var token = try authenticator.firstToken()
         var sessionFlags: UInt16 = 0
         var leg = 0
         while true {
@@ -202,15 +208,7 @@ public final class SMB2Session: Sendable {
             connection.security.withLock { $0.sessionId = answer.sessionId }
             if answer.status == .moreProcessingRequired {
                 hashing(Array(answer.bytes[answer.start..<answer.end]))
-                do {
-                    var body = answer.body
-                    try body.skip(4)
-                    let offset = Int(try body.u16())
-                    let length = Int(try body.u16())
-                    token = try ntlm.secondToken(Array(try answer.body.at(offset, length)))
-                } catch {
-                    throw .protocolError("session setup: challenge malformed")
-                }
+                token = try authenticator.nextToken(try Self.securityBuffer(answer))
                 continue
             }
             switch answer.status {
@@ -218,6 +216,7 @@ public final class SMB2Session: Sendable {
                 var body = answer.body
                 try? body.skip(2)
                 sessionFlags = (try? body.u16()) ?? 0
+                try authenticator.finish(try Self.securityBuffer(answer))
             case .logonFailure, .accountRestriction, .passwordExpired, .accountDisabled:
                 throw .logonFailure(answer.status)
             case .accessDenied:
@@ -232,7 +231,7 @@ public final class SMB2Session: Sendable {
         let mustEncrypt = sessionFlags & 0x4 != 0 || options.seal
         guard !mustEncrypt || (cipher != nil && !isGuest) else { throw .accessDenied(.accessDenied) }
         encrypts = mustEncrypt
-        let sessionKey = ntlm.sessionKey
+        let sessionKey = authenticator.sessionKey
         let signsNow = serverRequiresSigning && !isGuest && !sessionKey.isEmpty
         signs = signsNow
         connection.security.withLock { security in
@@ -241,6 +240,19 @@ public final class SMB2Session: Sendable {
             security.encrypts = mustEncrypt
         }
         connection.notifications.withLock { $0 = { [weak self] notice in self?.deliver(notice) } }
+    }
+
+    /// The token a SESSION_SETUP answer carries.
+    private static func securityBuffer(_ answer: SMB2Reply) throws(SMB2SetupError) -> [UInt8] {
+        do {
+            var body = answer.body
+            try body.skip(4)
+            let offset = Int(try body.u16())
+            let length = Int(try body.u16())
+            return length == 0 ? [] : Array(try answer.body.at(offset, length))
+        } catch {
+            throw .protocolError("session setup: answer malformed")
+        }
     }
 
     /// Logs off and ends the connection; the connection's reader thread closes the socket.

@@ -130,13 +130,16 @@ struct Use: ParsableCommand {
         }
         if passwordStdin {
             password = readLine(strippingNewline: true) ?? ""
-        } else if password == nil, account != nil, isatty(STDIN_FILENO) == 1 {
+        } else if password == nil, account != nil, options["sec"] != "krb5", isatty(STDIN_FILENO) == 1 {
             // No echo, as net use * prompts.
             password = getpass("Type the password for \(remote): ").map { String(cString: $0) } ?? ""
         }
+        // Kerberos tickets are the caller's: the daemon reads the cache named here as the caller.
+        let tickets = options["sec"] == "krb5" ? getenv("KRB5CCNAME").map { String(cString: $0) } : nil
         let response = try connection.perform(ControlRequest(
             op: "use", letter: letter, remote: remote, options: options, user: account, password: password, domain: domain,
-            persistent: persistent == .yes ? true : nil, credentialsFile: credentialsFile, global: global ? true : nil))
+            persistent: persistent == .yes ? true : nil, credentialsFile: credentialsFile, global: global ? true : nil,
+            credentialsCache: tickets))
         if connection.json { return connection.printJSON(response) }
         guard let drive = response.drive else { return }
         print("Drive \(drive.letter) is now connected to \(drive.remote).")

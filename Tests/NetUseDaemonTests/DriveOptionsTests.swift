@@ -15,11 +15,14 @@ import Testing
         #expect(options.cache.deferredLimit == 1024 && options.workers == 1)
         #expect(try DriveOptions.parse([:]).leases && !(try DriveOptions.parse(["nolease": ""]).leases))
         #expect(try DriveOptions.parse([:]).locks && !(try DriveOptions.parse(["nobrl": "yes"]).locks))
+        #expect(try !DriveOptions.parse([:]).kerberos && DriveOptions.parse(["sec": "krb5"]).kerberos)
+        #expect(try !DriveOptions.parse(["sec": "ntlmssp"]).kerberos)
     }
 
     /// Each deferred handle is one of the daemon's descriptors: a user may not ask for more.
     @Test(arguments: [["maxdeferred": "1025"], ["maxdeferred": "-1"], ["workers": "0"], ["timeout": "nan"],
-                      ["closetimeo": "3601"], ["readahead": "x"], ["nosuch": "1"], ["nolease": "no"]])
+                      ["closetimeo": "3601"], ["readahead": "x"], ["nosuch": "1"], ["nolease": "no"],
+                      ["sec": "krb5i"], ["sec": "krb5", "engine": "libsmbclient"]])
     func outOfRangeIs87(_ options: [String: String]) {
         do {
             _ = try DriveOptions.parse(options)
