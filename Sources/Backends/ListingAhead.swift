@@ -63,6 +63,30 @@ final class ListingAhead: Sendable {
         }
     }
 
+    /// `directory`'s listing: the one fetched ahead when there is one, else `fetch`'s; then its
+    /// subdirectories' listings are fetched ahead on `couriers`, one level below the walker,
+    /// each with `fetchAhead` (given the index of its courier), unless `mayFetchAhead` says
+    /// no when its turn comes.
+    func list(_ directory: String, couriers: [Courier], fetch: (String) throws(Errno) -> [DirectoryEntry],
+              mayFetchAhead: @escaping @Sendable () -> Bool,
+              fetchAhead: @escaping @Sendable (String, Int) throws(Errno) -> [DirectoryEntry]) throws(Errno) -> [DirectoryEntry] {
+        let entries: [DirectoryEntry]
+        if let ready = take(directory) {
+            entries = ready
+        } else {
+            entries = try fetch(directory)
+        }
+        guard !couriers.isEmpty else { return entries }
+        let first = Int(UInt(bitPattern: directory.hashValue) % UInt(couriers.count))
+        for (index, claim) in claim(subdirectoriesOf: directory, in: entries).enumerated() {
+            let lane = (first + index) % couriers.count
+            couriers[lane].speculate({ [self] in
+                fetched(claim.path, epoch: claim.epoch, mayFetchAhead() ? try? fetchAhead(claim.path, lane) : nil)
+            }, cancel: { [self] in fetched(claim.path, epoch: claim.epoch, nil) })
+        }
+        return entries
+    }
+
     /// Ends a claim: the listing, or nil when it could not be fetched. A claim that a
     /// change forgot in the meantime keeps nothing.
     func fetched(_ path: String, epoch: Int, _ entries: [DirectoryEntry]?) {

@@ -53,52 +53,25 @@ extension NativeSMBShare {
         // write could land first and be overwritten by ours. Over the cache budget too, the
         // writer waits for the share. Either way what is gathered goes first, then this write,
         // straight through.
-        if !file.open.withLock({ $0.caching.contains(.write) })
-            || !file.data.withLock({ CacheBudget.shared.hasRoom(for: buffer.count, holding: $0.writeBehind.held) }) {
+        if !file.open.withLock({ $0.caching.contains(.write) }) || !behind.hasRoom(for: buffer.count, in: file) {
             drain(file)
             return try onFile(handle) { (tree, id) throws(Errno) in try tree.write(id, from: buffer, at: UInt64(offset)) }
         }
-        let start = file.data.withLock(when: { $0.writeBehind.accepts(buffer.count, at: offset) }) { state in
-            defer { state.account(CacheBudget.shared) }
-            return state.writeBehind.gather(buffer, at: offset)
-        }
-        if start {
-            writing.add(1, ordering: .releasing)
-            couriers[Int(handle.rawValue) % couriers.count].send { [self] in sendBehind(handle, file) }
+        behind.gather(buffer, at: offset, in: file, on: couriers[Int(handle.rawValue) % couriers.count]) { [self] bytes, offset throws(Errno) in
+            let written = try onFile(handle) { (tree, id) throws(Errno) in try tree.write(id, from: bytes, at: UInt64(offset)) }
+            if written != bytes.count { throw Errno(EIO) }
         }
         return buffer.count
     }
 
-    /// A courier's part of write-behind: sends what is gathered until nothing is.
-    func sendBehind(_ handle: BackendHandle, _ file: NativeFile) {
-        while let (offset, bytes) = file.data.withLock({ state in
-            defer { state.account(CacheBudget.shared) }
-            return state.writeBehind.takeBatch()
-        }) {
-            do throws(Errno) {
-                let written = try bytes.withUnsafeBytes { bytes in
-                    Result { () throws(Errno) in
-                        try onFile(handle) { (tree, id) throws(Errno) in try tree.write(id, from: bytes, at: UInt64(offset)) }
-                    }
-                }.get()
-                if written != bytes.count { throw Errno(EIO) }
-            } catch {
-                file.data.withLock { $0.writeBehind.failures.record(error) }
-            }
-        }
-        writing.subtract(1, ordering: .releasing)
-    }
-
-    /// Waits until the file's write-behind is on the share (or refused, and counted).
     func drain(_ file: NativeFile) {
-        file.data.withLock(when: { $0.writeBehind.isIdle }) { _ in }
+        behind.drain(file)
     }
 
     /// Waits until the write-behind of every open file `matching` is on the share, so that
     /// what the share answers next includes it.
-    func settle(_ matching: (NativeFile) -> Bool) {
-        guard writing.load(ordering: .acquiring) > 0 else { return }
-        for file in files.withLock({ $0.table.values.filter(matching) }) { drain(file) }
+    func settle(_ matching: @escaping (NativeFile) -> Bool) {
+        behind.settle { files.withLock { $0.table.values.filter(matching) } }
     }
 
     func settle(path: String) {
@@ -106,7 +79,7 @@ extension NativeSMBShare {
     }
 
     public func writeFailures(_ handle: BackendHandle) -> WriteFailures {
-        (try? file(handle))?.data.withLock { $0.writeBehind.failures } ?? WriteFailures()
+        (try? file(handle)).map { behind.failures(of: $0) } ?? WriteFailures()
     }
 
     /// A close(2): what the file's writers wrote is on the share when this returns.
@@ -165,7 +138,10 @@ extension NativeSMBShare {
         guard let file = try? file(handle) else { return }
         drain(file)
         files.withLock { _ = $0.table.removeValue(forKey: handle.rawValue) }
-        file.data.withLock { $0.account(CacheBudget.shared, closed: true) }
+        file.data.withLock { state in
+            state.closed = true
+            state.account(CacheBudget.shared)
+        }
         let open = file.open.withLock { open in
             defer { open.closed = true }
             return open

@@ -25,7 +25,7 @@ public final class NativeSMBShare: ShareBackend {
     /// courier of its handle, so they reach the share in order.
     let couriers = (0..<4).map { _ in Courier() }
     /// Files whose write-behind is sending: when none is, nothing needs settling.
-    let writing = Atomic<Int>(0)
+    let behind = WriteBehindSender()
     /// Counts writes, truncates and copies made through the drive: a file's head read with
     /// its open before the latest of them is not served.
     let changes = Atomic<UInt64>(0)
@@ -34,7 +34,7 @@ public final class NativeSMBShare: ShareBackend {
     /// Who hears of lease breaks: the redirector, set once before the first open.
     let breakObserver = Mutex<(@Sendable (BackendHandle, HandleCaching) -> Void)?>(nil)
 
-    final class NativeFile: Sendable {
+    final class NativeFile: BufferedFile {
         let path: String
         let flags: Int32
         /// The lease every open of it (a reopen after a reconnect too) asks for.
@@ -63,13 +63,17 @@ public final class NativeSMBShare: ShareBackend {
         /// drive since (the count of changes it was asked at).
         let opened = Mutex<(attributes: Glibc.stat, changes: UInt64)?>(nil)
 
-        struct DataState: Sendable {
+        var buffered: Monitor<DataState> { data }
+
+        struct DataState: BufferedFileState {
             var writeBehind = WriteBehind()
             /// What this file holds of the cache budget, as last accounted.
             var charged = 0
+            var closed = false
+            var held: Int { writeBehind.held }
 
-            mutating func account(_ budget: CacheBudget, closed: Bool = false) {
-                charged = budget.account(from: charged, to: closed ? 0 : writeBehind.held)
+            mutating func account(_ budget: CacheBudget) {
+                charged = budget.account(from: charged, to: closed ? 0 : held)
             }
         }
 
@@ -352,21 +356,10 @@ public final class NativeSMBShare: ShareBackend {
     /// fetched ahead on the couriers, one level below the walker (`find`, `du`).
     public func list(_ path: String) throws(Errno) -> [DirectoryEntry] {
         settle { _ in true }
-        let entries: [DirectoryEntry]
-        if let ready = listingAhead.take(path) {
-            entries = ready
-        } else {
-            entries = try fetchListing(path)
-        }
-        let first = Int(UInt(bitPattern: path.hashValue) % UInt(couriers.count))
-        for (index, claim) in listingAhead.claim(subdirectoriesOf: path, in: entries).enumerated() {
-            couriers[(first + index) % couriers.count].speculate({ [self] in
-                // Listing while a write-behind is on its way would show sizes it is about to change.
-                let entries = writing.load(ordering: .acquiring) > 0 ? nil : try? fetchListing(claim.path)
-                listingAhead.fetched(claim.path, epoch: claim.epoch, entries)
-            }, cancel: { [self] in listingAhead.fetched(claim.path, epoch: claim.epoch, nil) })
-        }
-        return entries
+        // Listing while a write-behind is on its way would show sizes it is about to change.
+        return try listingAhead.list(path, couriers: couriers, fetch: { (path) throws(Errno) in try fetchListing(path) },
+                                     mayFetchAhead: { [behind] in behind.isIdle },
+                                     fetchAhead: { [self] (path, _) throws(Errno) in try fetchListing(path) })
     }
 
     func fetchListing(_ path: String) throws(Errno) -> [DirectoryEntry] {

@@ -6,7 +6,7 @@ import Redirector
 /// since, and the data on its way in (read-ahead) and out (write-behind). Over a network the
 /// round trip, not the bytes, bounds one request at a time; both move data in batches of
 /// megabytes instead, read-ahead several at once on different workers.
-final class SMBFile: Sendable {
+final class SMBFile: BufferedFile {
     let worker: Int
     let path: String
     let flags: Int32
@@ -18,7 +18,9 @@ final class SMBFile: Sendable {
         var generation: Int
     }
 
-    struct State {
+    var buffered: Monitor<State> { state }
+
+    struct State: BufferedFileState {
         /// By worker index.
         var opens: [Int: RemoteOpen]
         var readAhead: ReadAhead
@@ -35,9 +37,13 @@ final class SMBFile: Sendable {
         /// writes gathered and being sent.
         var held: Int { readAhead.held + writeBehind.held }
 
-        /// Brings the budget up to date with what the file holds now.
         mutating func account(_ budget: CacheBudget) {
             charged = budget.account(from: charged, to: closed ? 0 : held)
+        }
+
+        /// What was read ahead may be what this write replaces.
+        mutating func willGather() {
+            readAhead.forget()
         }
     }
 

@@ -146,7 +146,7 @@ extension SMBShare {
         defer { listingAhead.forget(parentOf: file.path) }
         // Over the cache budget the writer waits for the share: what is gathered goes
         // first, then this write, straight through.
-        if !file.state.withLock({ CacheBudget.shared.hasRoom(for: buffer.count, holding: $0.held) }) {
+        if !behind.hasRoom(for: buffer.count, in: file) {
             drain(file)
             file.state.withLock { state in
                 state.readAhead.forget()
@@ -156,33 +156,12 @@ extension SMBShare {
             forgetReadAhead(file.path)
             return buffer.count
         }
-        let start = file.state.withLock(when: { $0.writeBehind.accepts(buffer.count, at: offset) }) { state in
-            state.readAhead.forget()
-            defer { state.account(CacheBudget.shared) }
-            return state.writeBehind.gather(buffer, at: offset)
-        }
-        if start {
-            writing.add(1, ordering: .releasing)
-            couriers[file.worker].send { [self] in sendBehind(file) }
+        behind.gather(buffer, at: offset, in: file, on: couriers[file.worker]) { [self] bytes, offset throws(Errno) in
+            // A fetch that read the share before this batch landed holds what it replaced.
+            defer { forgetReadAhead(file.path) }
+            try writeThrough(file, bytes, at: offset)
         }
         return buffer.count
-    }
-
-    /// A courier's part of write-behind: sends what is gathered until nothing is.
-    func sendBehind(_ file: SMBFile) {
-        while let (offset, bytes) = file.state.withLock({ state in
-            defer { state.account(CacheBudget.shared) }
-            return state.writeBehind.takeBatch()
-        }) {
-            do throws(Errno) {
-                try bytes.withUnsafeBytes { bytes in Result { () throws(Errno) in try writeThrough(file, bytes, at: offset) } }.get()
-            } catch {
-                file.state.withLock { $0.writeBehind.failures.record(error) }
-            }
-            // A fetch that read the share before this batch landed holds what it replaced.
-            forgetReadAhead(file.path)
-        }
-        writing.subtract(1, ordering: .releasing)
     }
 
     /// One write, on the share when this returns.
@@ -193,13 +172,12 @@ extension SMBShare {
         if written != bytes.count { throw Errno(EIO) }
     }
 
-    /// Waits until the file's write-behind is on the share (or refused, and counted).
     func drain(_ file: SMBFile) {
-        file.state.withLock(when: { $0.writeBehind.isIdle }) { _ in }
+        behind.drain(file)
     }
 
     public func writeFailures(_ handle: BackendHandle) -> WriteFailures {
-        (try? file(handle))?.state.withLock { $0.writeBehind.failures } ?? WriteFailures()
+        (try? file(handle)).map { behind.failures(of: $0) } ?? WriteFailures()
     }
 
     /// A close(2): what the file's writers wrote is on the share when this returns.

@@ -17,7 +17,7 @@ public final class SMBShare: ShareBackend {
     let files = Mutex<(table: [Int64: SMBFile], next: Int64, perPath: [String: Int])>(([:], 1, [:]))
     let turn = Atomic<Int>(0)
     /// Files whose write-behind is sending: when none is, nothing needs settling.
-    let writing = Atomic<Int>(0)
+    let behind = WriteBehindSender()
     let listingAhead = ListingAhead()
 
     /// Connects the first worker at once, so that `use` answers 53, 67, 1326 or 5 before
@@ -145,11 +145,8 @@ public final class SMBShare: ShareBackend {
 
     /// Waits until the write-behind of every open file `matching` is on the share, so that
     /// what the share answers next includes it.
-    func settle(_ matching: (SMBFile) -> Bool) {
-        guard writing.load(ordering: .acquiring) > 0 else { return }
-        for file in files.withLock({ $0.table.values.filter(matching) }) {
-            file.state.withLock(when: { $0.writeBehind.isIdle }) { _ in }
-        }
+    func settle(_ matching: @escaping (SMBFile) -> Bool) {
+        behind.settle { files.withLock { $0.table.values.filter(matching) } }
     }
 
     func settle(path: String) {
@@ -235,25 +232,16 @@ public final class SMBShare: ShareBackend {
     /// fetched ahead on the couriers, one level below the walker.
     public func list(_ path: String) throws(Errno) -> [DirectoryEntry] {
         settle { _ in true }
-        let entries: [DirectoryEntry]
-        if let ready = listingAhead.take(path) {
-            entries = ready
-        } else {
-            entries = try anyWorker { (channel) throws(Errno) in try fetchListing(path, on: channel) }
-        }
+        // Ahead only on workers that are up; listing while a write-behind is on its way would
+        // show sizes it is about to change, and waiting for it could wait on this very courier.
         let running = workers.indices.filter { workers[$0].isRunning }
-        let first = turn.add(1, ordering: .relaxed).newValue
-        for (index, claim) in (running.isEmpty ? [] : listingAhead.claim(subdirectoriesOf: path, in: entries)).enumerated() {
-            let worker = running[(first + index) % running.count]
-            couriers[worker].speculate({ [self] in
-                // Listing while a write-behind is on its way would show sizes it is about
-                // to change; waiting for it here could wait on this very courier.
-                let entries = writing.load(ordering: .acquiring) > 0 ? nil
-                    : try? workers[worker].withChannel { (channel) throws(Errno) in try fetchListing(claim.path, on: channel) }
-                listingAhead.fetched(claim.path, epoch: claim.epoch, entries)
-            }, cancel: { [self] in listingAhead.fetched(claim.path, epoch: claim.epoch, nil) })
-        }
-        return entries
+        return try listingAhead.list(
+            path, couriers: running.map { couriers[$0] },
+            fetch: { (path) throws(Errno) in try anyWorker { (channel) throws(Errno) in try fetchListing(path, on: channel) } },
+            mayFetchAhead: { [behind] in behind.isIdle },
+            fetchAhead: { [self] (path, lane) throws(Errno) in
+                try workers[running[lane]].withChannel { (channel) throws(Errno) in try fetchListing(path, on: channel) }
+            })
     }
 
     func fetchListing(_ path: String, on channel: SMBWorker.Channel) throws(Errno) -> [DirectoryEntry] {
