@@ -31,7 +31,9 @@ struct WriteBehind {
     mutating func gather(_ bytes: UnsafeRawBufferPointer, at position: off_t) -> Bool {
         if gathered.isEmpty {
             offset = position
-            gathered.reserveCapacity(max(bytes.count, 1 << 20))
+            // A streaming writer's batch grows to the largest: room for it at once, kept from
+            // the last batch, rather than grown and copied.
+            gathered = DataBuffers.shared.take(capacity: bytes.count >= 128 << 10 ? Self.largestBatch : max(bytes.count, 1 << 20))
         }
         gathered.append(contentsOf: bytes)
         defer { sending = true }

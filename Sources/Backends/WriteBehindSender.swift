@@ -64,6 +64,7 @@ final class WriteBehindSender: Sendable {
                 } catch {
                     file.buffered.withLock { $0.writeBehind.failures.record(error) }
                 }
+                DataBuffers.shared.give(batch)
             }
             sending.subtract(1, ordering: .releasing)
         }

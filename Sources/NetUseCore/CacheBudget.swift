@@ -44,9 +44,11 @@ public final class CacheBudget: Sendable {
     }
 
     /// After load, gives freed memory back to the system: glibc keeps what was freed for the
-    /// process otherwise. Cheap when nothing was released since the last call.
+    /// process otherwise, and so do `DataBuffers` while data flows. Cheap when nothing was
+    /// released since the last call.
     public func trimWhenIdle() {
-        guard inUse == 0, released.exchange(false, ordering: .relaxed) else { return }
+        let buffersReleased = DataBuffers.shared.releaseIfIdle()
+        guard inUse == 0, released.exchange(false, ordering: .relaxed) || buffersReleased else { return }
         _ = netuse_malloc_trim()
     }
 }

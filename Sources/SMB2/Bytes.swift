@@ -8,6 +8,12 @@ struct ByteWriter {
 
     init(capacity: Int = 128) { bytes.reserveCapacity(capacity) }
 
+    /// Appends to `bytes`'s storage, emptied (a kept buffer: see DataBuffers).
+    init(reusing bytes: [UInt8]) {
+        self.bytes = bytes
+        self.bytes.removeAll(keepingCapacity: true)
+    }
+
     var count: Int { bytes.count }
 
     mutating func u8(_ value: UInt8) { bytes.append(value) }

@@ -116,7 +116,9 @@ final class SMB2Connection: Sendable {
             throw Errno(EIO)
         }
         do {
-            try write(compose(requests, ids: ids, payload: payload, sent: sent))
+            let frame = compose(requests, ids: ids, payload: payload, sent: sent)
+            try write(frame)
+            DataBuffers.shared.give(frame)
         } catch {
             fail()
             throw Errno(EIO)
@@ -189,7 +191,8 @@ final class SMB2Connection: Sendable {
     private func compose(_ requests: [SMB2Request], ids: [UInt64], payload: UnsafeRawBufferPointer?,
                          sent: (([UInt8]) -> Void)?) -> [UInt8] {
         let security = self.security.withLock { $0 }
-        var frame = ByteWriter(capacity: 4 + (payload?.count ?? 0) + requests.reduce(0) { $0 + 72 + $1.body.count })
+        var frame = ByteWriter(reusing: DataBuffers.shared.take(
+            capacity: 4 + (payload?.count ?? 0) + requests.reduce(0) { $0 + 72 + $1.body.count }))
         frame.zeros(4)  // the transport's length, set below
         for (index, request) in requests.enumerated() {
             let start = frame.count
@@ -250,7 +253,7 @@ final class SMB2Connection: Sendable {
     }
 
     private func readFully(_ count: Int) -> [UInt8]? {
-        var buffer = [UInt8](repeating: 0, count: count)
+        var buffer = DataBuffers.shared.take(count)
         var done = 0
         while done < count {
             let got = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress! + done, count - done, 0) }
@@ -279,6 +282,7 @@ final class SMB2Connection: Sendable {
             let security = self.security.withLock { $0 }
             if frame.starts(with: [0xFD, 0x53, 0x4D, 0x42]) {
                 guard let plain = security.unseal(frame) else { return }
+                DataBuffers.shared.give(frame)
                 frame = plain
             }
             var start = 0

@@ -422,9 +422,11 @@ public final class SMB2Tree: Sendable {
             let length = min(buffer.count - done, maxRead)
             let reply = try connection.send(request(.read, readBody(file, length: length, at: offset + UInt64(done)), payload: length))
             if reply.status == .endOfFile { break }
-            let data = try Self.readData(reply, asked: length)
-            let count = data.count
-            data.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + count)]).copyMemory(from: $0) }
+            let count = try Self.readData(reply, asked: length).withUnsafeBytes { data in
+                UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + data.count)]).copyMemory(from: data)
+                return data.count
+            }
+            DataBuffers.shared.give(reply.bytes)
             done += count
             if count < length { break }
         }
