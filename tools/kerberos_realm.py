@@ -8,12 +8,11 @@ system winbindd may be running. smbclient will not use Kerberos to reach "localh
 GSSAPI (which netused uses) will, so the server is named localhost, a name every machine
 resolves, with a cifs/localhost service principal added."""
 import os
-import signal
 import socket
 import subprocess
 import time
 
-from netuse_harness import free_port
+from netuse_harness import end_session, free_port
 
 
 class KerberosRealm:
@@ -140,15 +139,6 @@ class KerberosRealm:
     def stop(self):
         if self.process is None:
             return
-        try:
-            self.process.stdin.close()
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait()
+        self.process.stdin.close()
+        end_session(self.process)
         self.process = None
