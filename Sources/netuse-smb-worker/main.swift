@@ -61,10 +61,9 @@ func check(_ result: Int32) throws(Errno) {
     if result < 0 { throw Errno.current }
 }
 
-/// A file this worker opened, with the size it last saw (see `readableCount`).
+/// A file this worker opened.
 struct OpenFile {
     let pointer: OpaquePointer
-    var size: Int64?
 }
 
 func file(_ id: UInt32) throws(Errno) -> OpaquePointer {
@@ -79,14 +78,13 @@ let singleRequestRead = 64 << 10
 /// MaxReadSize goes out as several requests at once (cli_pull); when one of them ends at the end
 /// of the file, the answers to the others stay on the connection, and the next call on it fails
 /// with EINVAL and drops it. At SMB 2.0.2 that is any large read near the end of a file. So a
-/// large read that reaches past the size last seen asks the server for the size first and stops
-/// there; the size is only ever cut to what the server has just said.
+/// large read asks the server for the size first and stops there: the size cannot be known
+/// otherwise, since the drive's other workers (and other clients) write and truncate the file.
+/// It costs a round trip per large read, on the fallback engine only.
 func readableCount(_ id: UInt32, _ context: UnsafeMutablePointer<SMBCCTX>, at offset: Int64, _ size: Int) throws(Errno) -> Int {
-    guard let open = files[id] else { throw Errno(EBADF) }
-    guard size > singleRequestRead, offset + Int64(size) > open.size ?? 0 else { return size }
+    guard size > singleRequestRead else { return size }
     var attributes = stat()
-    try check(smbc_getFunctionFstat(context)!(context, open.pointer, &attributes))
-    files[id]?.size = Int64(attributes.st_size)
+    try check(smbc_getFunctionFstat(context)!(context, try file(id), &attributes))
     return Int(max(0, min(Int64(size), Int64(attributes.st_size) - offset)))
 }
 
@@ -126,13 +124,12 @@ func handle(_ request: WorkerRequest, tail: ArraySlice<UInt8>) throws(Errno) -> 
     case let .handleAttributes(id):
         var attributes = stat()
         try check(smbc_getFunctionFstat(ctx)!(ctx, try file(id), &attributes))
-        files[id]?.size = Int64(attributes.st_size)
         return .attributes(attributes)
     case let .open(path, flags, mode):
         guard let opened = smbc_getFunctionOpen(ctx)!(ctx, url(path), flags, mode) else { throw Errno.current }
         let id = nextFile
         nextFile &+= 1
-        files[id] = OpenFile(pointer: opened, size: flags & O_TRUNC != 0 ? 0 : nil)
+        files[id] = OpenFile(pointer: opened)
         return .opened(file: id)
     case let .read(id, offset, requested):
         let opened = try file(id)
@@ -160,7 +157,6 @@ func handle(_ request: WorkerRequest, tail: ArraySlice<UInt8>) throws(Errno) -> 
             if count < 0 { throw Errno.current }
             done += count
         }
-        if let size = files[id]?.size { files[id]?.size = max(size, offset + Int64(done)) }
         return .written(count: UInt32(done))
     case let .close(id):
         if let opened = files.removeValue(forKey: id) { try check(smbc_getFunctionClose(ctx)!(ctx, opened.pointer)) }
@@ -193,7 +189,6 @@ func handle(_ request: WorkerRequest, tail: ArraySlice<UInt8>) throws(Errno) -> 
         try check(smbc_getFunctionFtruncate(ctx)!(ctx, opened, off_t(size)))
     case let .handleTruncate(id, size):
         try check(smbc_getFunctionFtruncate(ctx)!(ctx, try file(id), off_t(size)))
-        files[id]?.size = size
     case let .setTimes(path, access, modification):
         var times = [access, modification].map { timeval(tv_sec: $0.tv_sec, tv_usec: $0.tv_nsec / 1000) }
         try check(smbc_getFunctionUtimes(ctx)!(ctx, url(path), &times))
