@@ -19,9 +19,10 @@ public struct SMBShareKind: ShareKind {
     public func connect(_ remote: Remote, _ request: ConnectRequest) throws(NetError) -> any ShareBackend {
         let location = try SMBLocation(parsing: remote.description)
         let credentials = request.credentials
+        var options = SMB2Session.Options(host: location.server, port: UInt16(location.port ?? 445), user: credentials.user,
+                                          password: credentials.password, domain: credentials.domain, timeout: request.timeout)
+        var largestRead: Int?
         if request.engine == .native {
-            var options = SMB2Session.Options(host: location.server, port: UInt16(location.port ?? 445), user: credentials.user,
-                                              password: credentials.password, domain: credentials.domain, timeout: request.timeout)
             options.seal = request.seal
             options.kerberos = request.kerberos
             do {
@@ -33,11 +34,13 @@ public struct SMBShareKind: ShareKind {
                 guard request.kerberos == nil else {
                     throw NetError(.badNetPath, detail: ["\(location.url): the server speaks SMB1 only, and sec=krb5 is SMB2 and later."])
                 }
+                largestRead = SMBConnection.smallestLargestRead
             }
         }
-        return try SMBShare(connection: SMBConnection(url: location.url, user: credentials.user, password: credentials.password,
-                                                      domain: credentials.domain, timeout: request.timeout),
-                            owner: request.owner, workers: request.workers)
+        let connection = SMBConnection(url: location.url, user: credentials.user, password: credentials.password,
+                                       domain: credentials.domain, timeout: request.timeout,
+                                       largestRead: largestRead ?? SMB2Session.largestRead(options) ?? SMBConnection.smallestLargestRead)
+        return try SMBShare(connection: connection, owner: request.owner, workers: request.workers)
     }
 }
 

@@ -243,7 +243,8 @@ final class SMBWorker: Sendable {
         let channel = Channel(process: process, timeout: timeoutMilliseconds)
         do {
             _ = try channel.call(.connect(url: connection.url, user: connection.user, password: connection.password,
-                                          domain: connection.domain, timeoutMilliseconds: UInt32(timeoutMilliseconds)))
+                                          domain: connection.domain, timeoutMilliseconds: UInt32(timeoutMilliseconds),
+                                          largestRead: UInt32(clamping: connection.largestRead)))
         } catch {
             Self.stop(process)
             // A worker that died while connecting says nothing of the share: call it unreachable.

@@ -3,7 +3,8 @@ import Glibc
 /// What netused asks an SMB worker to do: the one definition both ends encode and decode.
 /// A message is its fields, then, in the same frame, its tail: a write's data, a read's bytes.
 public enum WorkerRequest: Sendable, Equatable {
-    case connect(url: String, user: String, password: String, domain: String, timeoutMilliseconds: UInt32)
+    /// `largestRead`: the most one libsmbclient read may ask for (the server's MaxReadSize).
+    case connect(url: String, user: String, password: String, domain: String, timeoutMilliseconds: UInt32, largestRead: UInt32)
     case attributes(path: String)
     case handleAttributes(file: UInt32)
     case open(path: String, flags: Int32, mode: UInt32)
@@ -29,10 +30,11 @@ public enum WorkerRequest: Sendable, Equatable {
 
     public func encode(into message: inout WireWriter) {
         switch self {
-        case let .connect(url, user, password, domain, timeout):
+        case let .connect(url, user, password, domain, timeout, largestRead):
             message.u8(Tag.connect.rawValue)
             for field in [url, user, password, domain] { message.string(field) }
             message.u32(timeout)
+            message.u32(largestRead)
         case let .attributes(path):
             message.u8(Tag.attributes.rawValue)
             message.string(path)
@@ -102,7 +104,7 @@ public enum WorkerRequest: Sendable, Equatable {
         switch tag {
         case .connect:
             return .connect(url: try message.string(), user: try message.string(), password: try message.string(),
-                            domain: try message.string(), timeoutMilliseconds: try message.u32())
+                            domain: try message.string(), timeoutMilliseconds: try message.u32(), largestRead: try message.u32())
         case .attributes: return .attributes(path: try message.string())
         case .handleAttributes: return .handleAttributes(file: try message.u32())
         case .open: return .open(path: try message.string(), flags: try message.i32(), mode: try message.u32())

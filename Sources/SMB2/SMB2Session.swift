@@ -90,95 +90,12 @@ public final class SMB2Session: Sendable {
         var preauth = [UInt8](repeating: 0, count: 64)
         func hashing(_ bytes: [UInt8]) { preauth = Crypto.sha512(preauth, bytes) }
 
-        // NEGOTIATE
-        var negotiate = ByteWriter()
-        let dialects = options.dialects
-        let offersContexts = dialects.contains(0x311)
-        negotiate.u16(36)
-        negotiate.u16(UInt16(dialects.count))
-        negotiate.u16(1)  // signing enabled
-        negotiate.u16(0)
-        negotiate.u32(0x2 | 0x4 | 0x40)  // LEASING, LARGE_MTU, ENCRYPTION
-        negotiate.append(options.clientGuid)
-        let contextOffsetField = negotiate.count
-        negotiate.zeros(8)
-        for dialect in dialects { negotiate.u16(dialect) }
-        if offersContexts {
-            negotiate.align(8)
-            negotiate.set32(UInt32(64 + negotiate.count), at: contextOffsetField)
-            negotiate.set16(3, at: contextOffsetField + 4)
-            // Pre-authentication integrity: SHA-512 with a 32-byte salt.
-            negotiate.u16(1); negotiate.u16(38); negotiate.u32(0)
-            negotiate.u16(1); negotiate.u16(32); negotiate.u16(1)
-            negotiate.append(NTLMAuthenticator.random(32))
-            negotiate.align(8)
-            // Encryption: the ciphers, best first.
-            let ciphers: [SMB2Cipher] = [.aes128GCM, .aes128CCM, .aes256GCM, .aes256CCM]
-            negotiate.u16(2); negotiate.u16(UInt16(2 + 2 * ciphers.count)); negotiate.u32(0)
-            negotiate.u16(UInt16(ciphers.count))
-            for cipher in ciphers { negotiate.u16(cipher.rawValue) }
-            negotiate.align(8)
-            // Signing: AES-GMAC (cheaper than CMAC where the CPU does GCM), else AES-CMAC.
-            negotiate.u16(8); negotiate.u16(6); negotiate.u32(0)
-            negotiate.u16(2); negotiate.u16(2); negotiate.u16(1)
-        }
-        let reply: SMB2Reply
-        do {
-            reply = try connection.send([SMB2Request(.negotiate, negotiate)], sent: { hashing($0) })[0]
-        } catch {
-            // Connected, then no SMB2 frame back: an SMB1 server answers in SMB1 or hangs up.
-            throw .noSMB2
-        }
-        guard reply.status == .success else { throw .protocolError("negotiate: \(reply.status)") }
-        hashing(Array(reply.bytes[reply.start..<reply.end]))
-        var security = SMB2Security()
-        var cipher: SMB2Cipher?
-        var serverRequiresSigning = false
-        var serverLeases = false
-        do {
-            var body = reply.body
-            try body.skip(2)
-            let securityMode = try body.u16()
-            dialect = try body.u16()
-            let contextCount = Int(try body.u16())
-            try body.skip(16)
-            let capabilities = try body.u32()
-            serverLeases = dialect >= 0x210 && capabilities & 0x2 != 0
-            maxTransact = Int(try body.u32())
-            maxRead = Int(try body.u32())
-            maxWrite = Int(try body.u32())
-            try body.skip(16)
-            try body.skip(4)
-            let contextOffset = Int(try body.u32())
-            guard dialects.contains(dialect) else { throw Errno(EPROTO) }
-            security.dialect = dialect
-            security.signingAlgorithm = dialect >= 0x300 ? 1 : 0
-            serverRequiresSigning = securityMode & 0x2 != 0
-            if dialect == 0x311 {
-                var at = contextOffset
-                for _ in 0..<contextCount {
-                    var context = ByteReader(reply.bytes, base: reply.start)
-                    context.offset = reply.start + at
-                    let type = try context.u16()
-                    let length = Int(try context.u16())
-                    try context.skip(4)
-                    if type == 2, length >= 4 {
-                        _ = try context.u16()
-                        cipher = SMB2Cipher(rawValue: try context.u16())
-                    } else if type == 8, length >= 4 {
-                        _ = try context.u16()
-                        security.signingAlgorithm = try context.u16()
-                    }
-                    at += (8 + length + 7) / 8 * 8
-                }
-            } else if dialect >= 0x300, capabilities & 0x40 != 0 {
-                cipher = .aes128CCM
-            }
-            security.cipher = cipher
-        } catch {
-            throw .protocolError("negotiate reply malformed")
-        }
-        connection.security.withLock { $0 = security }
+        let negotiated = try SMB2Negotiation(on: connection, options, hashing: hashing)
+        dialect = negotiated.dialect
+        maxRead = negotiated.maxRead
+        maxWrite = negotiated.maxWrite
+        maxTransact = negotiated.maxTransact
+        connection.security.withLock { $0 = negotiated.security }
 
         // SESSION_SETUP, two legs
         var authenticator: any SessionAuthenticator = options.kerberos.map { GSSAuthenticator($0, server: options.host) }
@@ -227,12 +144,12 @@ public final class SMB2Session: Sendable {
             break
         }
         isGuest = sessionFlags & 0x3 != 0
-        leases = serverLeases
+        leases = negotiated.leases
         let mustEncrypt = sessionFlags & 0x4 != 0 || options.seal
-        guard !mustEncrypt || (cipher != nil && !isGuest) else { throw .accessDenied(.accessDenied) }
+        guard !mustEncrypt || (negotiated.security.cipher != nil && !isGuest) else { throw .accessDenied(.accessDenied) }
         encrypts = mustEncrypt
         let sessionKey = authenticator.sessionKey
-        let signsNow = serverRequiresSigning && !isGuest && !sessionKey.isEmpty
+        let signsNow = negotiated.serverRequiresSigning && !isGuest && !sessionKey.isEmpty
         signs = signsNow
         connection.security.withLock { security in
             if !sessionKey.isEmpty && !isGuest { security.deriveKeys(sessionKey: sessionKey, preauthHash: preauth) }

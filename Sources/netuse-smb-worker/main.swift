@@ -14,7 +14,9 @@ let channel: Int32 = 3
 nonisolated(unsafe) var credentials = (user: "", password: "", domain: "")
 nonisolated(unsafe) var context: UnsafeMutablePointer<SMBCCTX>?
 nonisolated(unsafe) var base = ""
-nonisolated(unsafe) var files: [UInt32: OpenFile] = [:]
+/// The most one read asks libsmbclient for (SMBConnection.largestRead says why).
+nonisolated(unsafe) var largestRead = 64 << 10
+nonisolated(unsafe) var files: [UInt32: OpaquePointer] = [:]
 nonisolated(unsafe) var nextFile: UInt32 = 1
 /// Where reads land, kept from one request to the next: a read-ahead is megabytes, sent
 /// to netused straight from here.
@@ -61,35 +63,14 @@ func check(_ result: Int32) throws(Errno) {
     if result < 0 { throw Errno.current }
 }
 
-/// A file this worker opened.
-struct OpenFile {
-    let pointer: OpaquePointer
-}
-
 func file(_ id: UInt32) throws(Errno) -> OpaquePointer {
     guard let file = files[id] else { throw Errno(EBADF) }
-    return file.pointer
+    return file
 }
 
-/// Reads up to this size go out as one request whatever the dialect (SMB 2.0.2's MaxReadSize).
-let singleRequestRead = 64 << 10
-
-/// How much of `size` bytes at `offset` to ask libsmbclient for. A read larger than the server's
-/// MaxReadSize goes out as several requests at once (cli_pull); when one of them ends at the end
-/// of the file, the answers to the others stay on the connection, and the next call on it fails
-/// with EINVAL and drops it. At SMB 2.0.2 that is any large read near the end of a file. So a
-/// large read asks the server for the size first and stops there: the size cannot be known
-/// otherwise, since the drive's other workers (and other clients) write and truncate the file.
-/// It costs a round trip per large read, on the fallback engine only.
-func readableCount(_ id: UInt32, _ context: UnsafeMutablePointer<SMBCCTX>, at offset: Int64, _ size: Int) throws(Errno) -> Int {
-    guard size > singleRequestRead else { return size }
-    var attributes = stat()
-    try check(smbc_getFunctionFstat(context)!(context, try file(id), &attributes))
-    return Int(max(0, min(Int64(size), Int64(attributes.st_size) - offset)))
-}
-
-func connect(url: String, user: String, password: String, domain: String, timeout: UInt32) throws(Errno) {
+func connect(url: String, user: String, password: String, domain: String, timeout: UInt32, largest: UInt32) throws(Errno) {
     base = url
+    largestRead = max(4096, Int(largest))
     credentials = (user, password, domain)
     guard let created = smbc_new_context() else { throw Errno(ENOMEM) }
     smbc_setFunctionAuthDataWithContext(created, authenticate)
@@ -109,8 +90,8 @@ func connect(url: String, user: String, password: String, domain: String, timeou
 
 /// Carries out one request; a read's bytes are left in `replyTail`.
 func handle(_ request: WorkerRequest, tail: ArraySlice<UInt8>) throws(Errno) -> WorkerReply {
-    if case let .connect(url, user, password, domain, timeout) = request {
-        try connect(url: url, user: user, password: password, domain: domain, timeout: timeout)
+    if case let .connect(url, user, password, domain, timeout, largest) = request {
+        try connect(url: url, user: user, password: password, domain: domain, timeout: timeout, largest: largest)
         return .done
     }
     guard let ctx = context else { throw Errno(ENOTCONN) }
@@ -129,11 +110,11 @@ func handle(_ request: WorkerRequest, tail: ArraySlice<UInt8>) throws(Errno) -> 
         guard let opened = smbc_getFunctionOpen(ctx)!(ctx, url(path), flags, mode) else { throw Errno.current }
         let id = nextFile
         nextFile &+= 1
-        files[id] = OpenFile(pointer: opened)
+        files[id] = opened
         return .opened(file: id)
     case let .read(id, offset, requested):
         let opened = try file(id)
-        let size = try readableCount(id, ctx, at: offset, Int(requested))
+        let size = Int(requested)
         guard smbc_getFunctionLseek(ctx)!(ctx, opened, off_t(offset), SEEK_SET) >= 0 else { throw Errno.current }
         if readBuffer.count < size {
             readBuffer.baseAddress?.deallocate()
@@ -141,7 +122,8 @@ func handle(_ request: WorkerRequest, tail: ArraySlice<UInt8>) throws(Errno) -> 
         }
         var done = 0
         while done < size {
-            let count = smbc_getFunctionRead(ctx)!(ctx, opened, readBuffer.baseAddress! + done, size - done)
+            let piece = min(size - done, largestRead)
+            let count = smbc_getFunctionRead(ctx)!(ctx, opened, readBuffer.baseAddress! + done, piece)
             if count < 0 { throw Errno.current }
             if count == 0 { break }
             done += count
@@ -159,7 +141,7 @@ func handle(_ request: WorkerRequest, tail: ArraySlice<UInt8>) throws(Errno) -> 
         }
         return .written(count: UInt32(done))
     case let .close(id):
-        if let opened = files.removeValue(forKey: id) { try check(smbc_getFunctionClose(ctx)!(ctx, opened.pointer)) }
+        if let opened = files.removeValue(forKey: id) { try check(smbc_getFunctionClose(ctx)!(ctx, opened)) }
         return .done
     case let .list(path):
         guard let directory = smbc_getFunctionOpendir(ctx)!(ctx, url(path)) else { throw Errno.current }

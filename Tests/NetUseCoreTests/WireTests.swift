@@ -39,7 +39,7 @@ import Testing
 
     @Test func everyWorkerRequestRoundTrips() throws {
         let requests: [WorkerRequest] = [
-            .connect(url: "smb://h/s", user: "u", password: "p", domain: "d", timeoutMilliseconds: 30_000),
+            .connect(url: "smb://h/s", user: "u", password: "p", domain: "d", timeoutMilliseconds: 30_000, largestRead: 65_536),
             .attributes(path: "a/b"), .handleAttributes(file: 7), .open(path: "f", flags: O_RDWR | O_CREAT, mode: 0o640),
             .read(file: 3, offset: 1 << 40, count: 65_536), .write(file: 3, offset: 12), .close(file: 3), .list(path: ""),
             .makeDirectory(path: "d", mode: 0o755), .removeDirectory(path: "d"), .unlink(path: "f"),
