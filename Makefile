@@ -48,8 +48,10 @@ PROPERTY_STEPS    ?= 50
 # Mounts real FUSE filesystems and switches users with setpriv: run as root. The SMB tests
 # run twice: with the native engine (the default), then with libsmbclient.
 # The strict servers the SMB tests run against again, on each engine
-# (tests/integration/conftest.py says what each sets).
+# (tests/integration/conftest.py says what each sets), with fewer property seeds and without
+# the 200-round KB scenario: what a policy changes is the wire, which both still cross.
 SAMBA_POLICIES ?= signing encryption smb2.0.2 smb3.1.1
+POLICY_PROPERTY_SEEDS ?= 1 2
 
 integration-test:
 	$(SWIFT) build
@@ -60,9 +62,9 @@ integration-test:
 	  python3 -m pytest -q -p no:cacheprovider tests/integration -k "smb and not engine"
 	for policy in $(SAMBA_POLICIES); do for engine in native libsmbclient; do \
 	  echo "== the SMB tests on the $$engine engine against smbd with the $$policy policy"; \
-	  NETUSE_BIN=$(DEBUG_BIN) NETUSE_SAMBA_POLICY=$$policy NETUSE_SMB_ENGINE=$$engine NETUSE_PROPERTY_SEEDS="$(PROPERTY_SEEDS)" \
+	  NETUSE_BIN=$(DEBUG_BIN) NETUSE_SAMBA_POLICY=$$policy NETUSE_SMB_ENGINE=$$engine NETUSE_PROPERTY_SEEDS="$(POLICY_PROPERTY_SEEDS)" \
 	    NETUSE_PROPERTY_EXAMPLES=$(PROPERTY_EXAMPLES) NETUSE_PROPERTY_STEPS=$(PROPERTY_STEPS) \
-	    python3 -m pytest -q -p no:cacheprovider tests/integration -k "smb and not engine and not libsmbclient" || exit 1; \
+	    python3 -m pytest -q -p no:cacheprovider tests/integration -k "smb and not engine and not libsmbclient and not 200_times" || exit 1; \
 	done; done
 
 # Longer: the property test on more seeds with longer sequences, then fsx when given one
