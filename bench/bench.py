@@ -356,6 +356,19 @@ def proxy_cost(system, proxy):
     return rows
 
 
+def cold_round_trips(system, proxy):
+    """Round trips per file of `cold` and `cold listed` (the listing's own included): the
+    times netused spoke to the server after it had answered, as the proxy counts them."""
+    rows = {}
+    for name, listed in (("cold", False), ("cold listed", True)):
+        before = proxy.turns
+        cold(system.path, listed=listed)
+        trips = (proxy.turns - before) / COLD_FILES
+        rows[f"{name} round trips"] = {"unit": "per file", "values": [trips], "median": trips}
+        print(f"  {system.name:18} {name + ' round trips':15} {trips:.3g} per file", file=sys.stderr, flush=True)
+    return rows
+
+
 def delete_after_use(netuse, repeats):
     times = []
     for _ in range(repeats):
@@ -530,6 +543,9 @@ def main():
                         rows.setdefault("delete-after-use", {})[label] = delete_after_use(system, arguments.repeats)
                         if proxy and {"seqread", "seqwrite"} & set(arguments.workloads):
                             for workload, figures in proxy_cost(system, proxy).items():
+                                rows.setdefault(workload, {})[label] = figures
+                        if proxy and "cold" in arguments.workloads:
+                            for workload, figures in cold_round_trips(system, proxy).items():
                                 rows.setdefault(workload, {})[label] = figures
                         if "copy" in arguments.workloads:
                             for workload, figures in copy_on_share(system, proxy, arguments.repeats).items():

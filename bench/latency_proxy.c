@@ -6,8 +6,10 @@
  *   latency-proxy UPSTREAM_PORT ONE_WAY_MICROSECONDS
  *
  * prints the port it listens on (127.0.0.1), then reads commands on standard input:
- * "carried" answers the bytes carried both ways so far, "cut" breaks every connection so far
- * (as a network failure would; new ones still come). It ends when standard input closes.
+ * "carried" answers the bytes carried both ways so far, "turns" the times a client spoke after
+ * its server had (its round trips, when it waits for each answer), "cut" breaks every
+ * connection so far (as a network failure would; new ones still come). It ends when standard
+ * input closes.
  *
  * Two threads per direction: one receives and stamps each chunk, one sends it when due. A
  * chunk waits in a kernel pipe of its own, moved in and out with splice(2): the bytes are
@@ -50,6 +52,7 @@ static void free_chunk(struct chunk *chunk) {
 struct connection {
     int client, server;
     atomic_int ended;
+    atomic_int answered; /* the server spoke since the client last did */
 };
 
 struct pipe {
@@ -64,6 +67,7 @@ struct pipe {
 static long delay_ns;
 static int upstream_port;
 static atomic_ullong carried;
+static atomic_ullong turns;
 static pthread_mutex_t sockets_lock = PTHREAD_MUTEX_INITIALIZER;
 static int sockets[MOST_SOCKETS];
 static int socket_count;
@@ -127,6 +131,11 @@ static void *receive(void *argument) {
         chunk->due.tv_sec += chunk->due.tv_nsec / 1000000000;
         chunk->due.tv_nsec %= 1000000000;
         atomic_fetch_add(&carried, length);
+        if (length > 0 && pipe->source == pipe->connection->client) {
+            if (atomic_exchange(&pipe->connection->answered, 0)) atomic_fetch_add(&turns, 1);
+        } else if (length > 0) {
+            atomic_store(&pipe->connection->answered, 1);
+        }
         pthread_mutex_lock(&pipe->lock);
         if (pipe->tail) pipe->tail->next = chunk; else pipe->head = chunk;
         pipe->tail = chunk;
@@ -220,6 +229,7 @@ static void *accept_connections(void *argument) {
         if (!connection) abort();
         connection->client = client;
         connection->server = server;
+        atomic_store(&connection->answered, 1);
         start_pipe(connection, client, server);
         start_pipe(connection, server, client);
     }
@@ -251,6 +261,9 @@ int main(int argc, char **argv) {
     while (fgets(line, sizeof line, stdin)) {
         if (strncmp(line, "carried", 7) == 0) {
             printf("%llu\n", (unsigned long long)atomic_load(&carried));
+            fflush(stdout);
+        } else if (strncmp(line, "turns", 5) == 0) {
+            printf("%llu\n", (unsigned long long)atomic_load(&turns));
             fflush(stdout);
         } else if (strncmp(line, "cut", 3) == 0) {
             cut();

@@ -44,6 +44,12 @@ class LatencyProxy:
         return int(self._ask("carried"))
 
     @property
+    def turns(self):
+        """Times a client spoke after its server had, on every connection so far: the round
+        trips a client that waits for each answer made."""
+        return int(self._ask("turns"))
+
+    @property
     def cpu_seconds(self):
         """CPU time the relay has used so far: what the proxy costs."""
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
