@@ -211,7 +211,7 @@ public final class SMB2Tree: Sendable {
         let asksDurable = durable != nil && session.dialect >= 0x300 && lease?.caching.contains(.handle) == true
         var requests = [request(.create, createBody(path, access: access, disposition: disposition, options: options, lease: lease,
                                                     extra: asksDurable ? [durable!.request] : [])),
-                        request(.queryInfo, queryInfoBody(.related, type: 1, infoClass: Self.fileAllInformation, length: 4096), related: true)]
+                        allInformationQuery]
         if let readLength {
             requests.append(request(.read, readBody(.related, length: readLength, at: 0), payload: readLength, related: true))
         }
@@ -279,9 +279,11 @@ public final class SMB2Tree: Sendable {
     static let fileAllInformation: UInt8 = 18
 
     public func info(of path: String) throws(Errno) -> SMB2FileInfo {
-        let query = request(.queryInfo, queryInfoBody(.related, type: 1, infoClass: Self.fileAllInformation, length: 4096), related: true)
-        let replies = try compound(path, access: 0, [query])
-        return try Self.allInformation(replies[1])
+        try Self.allInformation(try compound(path, access: 0, [allInformationQuery])[1])
+    }
+
+    private var allInformationQuery: SMB2Request {
+        request(.queryInfo, queryInfoBody(.related, type: 1, infoClass: Self.fileAllInformation, length: 4096), related: true)
     }
 
     public func info(of file: SMB2FileId) throws(Errno) -> SMB2FileInfo {
@@ -493,26 +495,78 @@ public final class SMB2Tree: Sendable {
 
     // MARK: listings
 
-    /// A directory's entries (FileIdFullDirectoryInformation), `.` and `..` included: the
-    /// open and the first batch go as one compound, and so do the last batch and the close.
+    /// A directory's entries (FileIdFullDirectoryInformation), `.` and `..` included: the open
+    /// and two batches go as one compound, so a directory whose entries fit in the first
+    /// costs one round trip (the second finds no more files); a larger one goes on batch by
+    /// batch. The close is sent without waiting for its answer.
     public func list(_ path: String) throws(Errno) -> [(name: String, info: SMB2FileInfo)] {
-        var entries: [(name: String, info: SMB2FileInfo)] = []
-        let open = request(.create, createBody(path, access: SMB2Access.readData, disposition: .open, options: .directory))
-        var replies = try connection.send([open, request(.queryDirectory, queryDirectoryBody(.related, restart: true), payload: listingBuffer, related: true)])
+        let length = listingBuffer
+        var replies = try connection.send([
+            request(.create, createBody(path, access: SMB2Access.readData, disposition: .open, options: .directory)),
+            request(.queryDirectory, queryDirectoryBody(.related, restart: true, length: length), payload: length, related: true),
+            request(.queryDirectory, queryDirectoryBody(.related, restart: false, length: length), payload: length, related: true),
+        ])
         try replies[0].check()
         let (directory, _) = try Self.created(replies[0])
-        defer { _ = try? close(directory) }
-        var reply = replies[1]
-        while reply.status != .noMoreFiles {
+        defer { connection.post(request(.close, closeBody(directory))) }
+        var entries: [(name: String, info: SMB2FileInfo)] = []
+        replies.removeFirst()
+        while let reply = replies.first, reply.status != .noMoreFiles {
             try reply.check()
             try Self.parseListing(reply, into: &entries)
-            replies = try connection.send([request(.queryDirectory, queryDirectoryBody(directory, restart: false), payload: listingBuffer)])
-            reply = replies[0]
+            replies.removeFirst()
+            if replies.isEmpty {
+                replies = try connection.send([request(.queryDirectory, queryDirectoryBody(directory, restart: false, length: length),
+                                                       payload: length)])
+            }
         }
         return entries
     }
 
-    func queryDirectoryBody(_ file: SMB2FileId, restart: Bool) -> ByteWriter {
+    /// A directory's entries if they fit in `within` bytes of one answer, in one round trip:
+    /// CREATE, QUERY_DIRECTORY, a second QUERY_DIRECTORY that must find no more files (its
+    /// buffer holds no entry of a long name: it only asks), and CLOSE. Nil when more follow.
+    public func listing(_ path: String, within length: Int) throws(Errno) -> [(name: String, info: SMB2FileInfo)]? {
+        try Self.listing(try connection.send(listingRequests(path, within: length)))
+    }
+
+    /// A name's attributes (or why not) and, in the same round trip, the listing of
+    /// `directory` if it fits in `length` bytes (nil when it does not, or cannot be had): the
+    /// lookups that follow in that directory need not ask.
+    public func info(of path: String, listing directory: String, within length: Int) throws(Errno)
+        -> (info: Result<SMB2FileInfo, Errno>, listing: [(name: String, info: SMB2FileInfo)]?) {
+        let listingIds = try connection.submit(listingRequests(directory, within: length))
+        let info: Result<SMB2FileInfo, Errno>
+        do {
+            info = .success(try Self.allInformation(try compound(path, access: 0, [allInformationQuery])[1]))
+        } catch {
+            info = .failure(error)
+        }
+        return (info, try? Self.listing(try connection.awaitReplies(listingIds)))
+    }
+
+    private func listingRequests(_ path: String, within length: Int) -> [SMB2Request] {
+        let length = min(length, listingBuffer)
+        let probe = 128
+        return [
+            request(.create, createBody(path, access: SMB2Access.readData, disposition: .open, options: .directory)),
+            request(.queryDirectory, queryDirectoryBody(.related, restart: true, length: length), payload: length, related: true),
+            request(.queryDirectory, queryDirectoryBody(.related, restart: false, length: probe), payload: probe, related: true),
+            request(.close, closeBody(.related), related: true),
+        ]
+    }
+
+    private static func listing(_ replies: [SMB2Reply]) throws(Errno) -> [(name: String, info: SMB2FileInfo)]? {
+        try replies[0].check()
+        var entries: [(name: String, info: SMB2FileInfo)] = []
+        if replies[1].status != .noMoreFiles {
+            try replies[1].check()
+            try parseListing(replies[1], into: &entries)
+        }
+        return replies[2].status == .noMoreFiles ? entries : nil
+    }
+
+    func queryDirectoryBody(_ file: SMB2FileId, restart: Bool, length: Int) -> ByteWriter {
         let pattern = "*".smb2Name
         var body = ByteWriter()
         body.u16(33)
@@ -522,7 +576,7 @@ public final class SMB2Tree: Sendable {
         file.write(to: &body)
         body.u16(64 + 32)
         body.u16(UInt16(pattern.count))
-        body.u32(UInt32(listingBuffer))
+        body.u32(UInt32(length))
         body.append(pattern)
         return body
     }
