@@ -3,19 +3,47 @@ import NetUseCore
 import Redirector
 import Synchronization
 
-/// Listings of the subdirectories of a directory just listed, fetched on the workers before
-/// anyone asks: a walk (`find`, `du`, a file manager) goes down next, and one listing costs
-/// four round trips that the workers can spend side by side. A listing serves one opendir
-/// within its lifetime, and any change through the drive in its directory forgets it.
+/// Listings fetched before anyone asks for them, for two readers:
+/// - a walk (`find`, `du`, a file manager): when it lists a directory, its subdirectories'
+///   listings are fetched on the couriers, since the walk goes down next;
+/// - lookups: a program that opens file after file of a directory it never listed (a script's
+///   callees, a build's headers) would pay a round trip for each name before each open. The
+///   first lookup in a small directory fetches its listing in the same round trip, and the
+///   names after it are found there (`lookup`); a name not found is asked for as before,
+///   since servers match names in ways a listing does not show (case, 8.3 names).
+/// A listing serves one opendir, and lookups, within its lifetime; any change through the
+/// drive in its directory forgets it.
 final class ListingAhead: Sendable {
     private enum Listing {
         case fetching(epoch: Int)
         case ready([DirectoryEntry], fetched: Duration)
+        /// Fetched for lookups, with its names found by `lookup` until it is taken or goes stale.
+        case named([DirectoryEntry], index: [String: Int], fetched: Duration)
+        /// More entries than a lookup fetches: its names are asked for one by one for a lifetime.
+        case tooLarge(since: Duration)
+
+        func isStale(at now: Duration) -> Bool {
+            switch self {
+            case .fetching: false
+            case .ready(_, let fetched), .named(_, _, let fetched), .tooLarge(let fetched): now - fetched > ListingAhead.lifetime
+            }
+        }
+    }
+
+    /// What fetching a listing for lookups came to.
+    enum LookupListing {
+        case entries([DirectoryEntry])
+        case tooLarge
+        case failed
     }
 
     static let lifetime: Duration = .seconds(1)
     /// A directory with more subdirectories than this is not one a walk is about to finish.
     static let mostSubdirectories = 64
+    /// How much of a listing a lookup fetches (a few hundred names), and how many such
+    /// listings are held at once: a bound on what lookups keep, whatever walks the drive.
+    static let lookupListingBytes = 32 << 10
+    static let mostHeldForLookups = 32
 
     private let listings = Monitor<(table: [String: Listing], epoch: Int)>(([:], 0))
     /// How many listings are held or on their way: when none is, a change costs nothing.
@@ -31,8 +59,11 @@ final class ListingAhead: Sendable {
         }) { state in
             guard let listing = state.table.removeValue(forKey: path) else { return nil }
             held.subtract(1, ordering: .releasing)
-            guard case .ready(let entries, let fetched) = listing, MonotonicClock.now() - fetched <= Self.lifetime else { return nil }
-            return entries
+            guard !listing.isStale(at: MonotonicClock.now()) else { return nil }
+            switch listing {
+            case .ready(let entries, _), .named(let entries, _, _): return entries
+            case .fetching, .tooLarge: return nil
+            }
         }
     }
 
@@ -46,10 +77,7 @@ final class ListingAhead: Sendable {
         return listings.withLock { state in
             // Listings nobody took in time go.
             let before = state.table.count
-            state.table = state.table.filter { _, listing in
-                if case .ready(_, let fetched) = listing { return now - fetched <= Self.lifetime }
-                return true
-            }
+            state.table = state.table.filter { !$1.isStale(at: now) }
             var claimed: [(String, Int)] = []
             for name in names {
                 let path = directory.isEmpty ? name : directory + "/" + name
@@ -85,6 +113,50 @@ final class ListingAhead: Sendable {
             }, cancel: { [self] in fetched(claim.path, epoch: claim.epoch, nil) })
         }
         return entries
+    }
+
+    /// `name` in `directory` as a listing no older than `window` has it: its attributes and
+    /// their age. Else, when `directory` has no listing held or on its way, is not known to be
+    /// too large, and there is room, a claim (an epoch for `listedForLookups`) on fetching one.
+    func lookup(_ name: String, in directory: String, within window: Duration) -> (found: (stat, Duration)?, claim: Int?) {
+        let now = MonotonicClock.now()
+        return listings.withLock { state in
+            if let listing = state.table[directory], !listing.isStale(at: now) {
+                guard case .named(let entries, let index, let fetched) = listing, now - fetched < window,
+                      let position = index[name] else { return (nil, nil) }
+                return ((entries[position].attributes, now - fetched), nil)
+            }
+            let before = state.table.count
+            if before >= Self.mostHeldForLookups { state.table = state.table.filter { !$1.isStale(at: now) } }
+            guard state.table.count < Self.mostHeldForLookups else {
+                held.subtract(before - state.table.count, ordering: .releasing)
+                return (nil, nil)
+            }
+            state.epoch += 1
+            state.table[directory] = .fetching(epoch: state.epoch)
+            held.add(state.table.count - before, ordering: .releasing)
+            return (nil, state.epoch)
+        }
+    }
+
+    /// Ends a claim `lookup` made.
+    func listedForLookups(_ directory: String, epoch: Int, _ outcome: LookupListing) {
+        let now = MonotonicClock.now()
+        listings.withLock { state in
+            guard case .fetching(let claimed)? = state.table[directory], claimed == epoch else { return }
+            switch outcome {
+            case .entries(let entries):
+                var index: [String: Int] = [:]
+                index.reserveCapacity(entries.count)
+                for (position, entry) in entries.enumerated() { index[entry.name] = position }
+                state.table[directory] = .named(entries, index: index, fetched: now)
+            case .tooLarge:
+                state.table[directory] = .tooLarge(since: now)
+            case .failed:
+                state.table.removeValue(forKey: directory)
+                held.subtract(1, ordering: .releasing)
+            }
+        }
     }
 
     /// Ends a claim: the listing, or nil when it could not be fetched. A claim that a

@@ -299,6 +299,36 @@ public final class NativeSMBShare: ShareBackend {
         return stat(info, path: path)
     }
 
+    /// From the directory's listing when one was fetched for lookups (ListingAhead says
+    /// when); the first lookup in a directory fetches it in the same round trip as its own
+    /// answer. Not while a write-behind is on its way: the listing would show sizes it is
+    /// about to change.
+    public func lookup(_ path: String, within window: Duration) throws(Errno) -> (attributes: Glibc.stat, age: Duration) {
+        guard window > .zero, !path.isEmpty else { return (try attributes(of: path), .zero) }
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { String(path[..<$0]) } ?? ""
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        let known = listingAhead.lookup(name, in: directory, within: window)
+        if let found = known.found { return found }
+        settle(path: path)
+        guard let epoch = known.claim else { return (try attributes(of: path), .zero) }
+        guard behind.isIdle else {
+            listingAhead.listedForLookups(directory, epoch: epoch, .failed)
+            return (try attributes(of: path), .zero)
+        }
+        let answer: (info: Result<SMB2FileInfo, Errno>, listing: [(name: String, info: SMB2FileInfo)]?)
+        do {
+            answer = try onTree { (tree) throws(Errno) in
+                try tree.info(of: full(path), listing: full(directory), within: ListingAhead.lookupListingBytes)
+            }
+        } catch {
+            listingAhead.listedForLookups(directory, epoch: epoch, .failed)
+            throw error
+        }
+        listingAhead.listedForLookups(directory, epoch: epoch, answer.listing.map { .entries(entries(of: directory, $0)) } ?? .tooLarge)
+        return (stat(try answer.info.get(), path: path), .zero)
+    }
+
     public func attributes(of handle: BackendHandle) throws(Errno) -> Glibc.stat {
         let file = try file(handle)
         if let opened = file.opened.withLock({ opened in defer { opened = nil }; return opened }),
@@ -363,9 +393,12 @@ public final class NativeSMBShare: ShareBackend {
     }
 
     func fetchListing(_ path: String) throws(Errno) -> [DirectoryEntry] {
-        let entries = try onTree { (tree) throws(Errno) in try tree.list(full(path)) }
-        return entries.map { entry in
-            DirectoryEntry(name: entry.name, attributes: stat(entry.info, path: path.isEmpty ? entry.name : path + "/" + entry.name))
+        entries(of: path, try onTree { (tree) throws(Errno) in try tree.list(full(path)) })
+    }
+
+    func entries(of directory: String, _ listing: [(name: String, info: SMB2FileInfo)]) -> [DirectoryEntry] {
+        listing.map { entry in
+            DirectoryEntry(name: entry.name, attributes: stat(entry.info, path: directory.isEmpty ? entry.name : directory + "/" + entry.name))
         }
     }
 

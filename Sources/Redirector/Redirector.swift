@@ -111,8 +111,9 @@ public final class Redirector: Sendable {
         if handles.withLock({ $0.isDeletePending(path) }) { throw Errno(ENOENT) }
         // A node new to the table starts at generation 0: a write to it meanwhile moves that.
         let asked = nodes.withLock { table in table.existing(parent: parent, name: name).flatMap { table.generation(of: $0) } } ?? 0
-        let attributes = try backend.attributes(of: path)
-        return Entry(node: remember(parent: parent, name: name, attributes: attributes, generation: asked), attributes: attributes)
+        let (attributes, age) = try backend.lookup(path, within: attributeTimeout)
+        let node = remember(parent: parent, name: name, attributes: attributes, generation: asked, age: age)
+        return Entry(node: node, attributes: attributes, timeout: age > .zero ? attributeTimeout - age : nil)
     }
 
     /// Past half the attribute timeout, a node in use is asked for again in the background,
@@ -135,15 +136,16 @@ public final class Redirector: Sendable {
     }
 
     /// Counts a reference the kernel takes, with the attributes it is told (READDIRPLUS
-    /// entries come without a LOOKUP). They are kept only if nothing was written to the node
-    /// since they were asked for (`generation`), or to the drive (`writes`), when given.
+    /// entries come without a LOOKUP), which were `age` old. They are kept only if nothing was
+    /// written to the node since they were asked for (`generation`), or to the drive
+    /// (`writes`), when given.
     public func remember(parent: UInt64, name: String, attributes: stat? = nil, generation: UInt64? = nil,
-                         writes: UInt64? = nil) -> UInt64 {
+                         writes: UInt64? = nil, age: Duration = .zero) -> UInt64 {
         let now = clock()
         return nodes.withLock { table in
             let node = table.remember(parent: parent, name: name)
             if let attributes, writes.map({ $0 == table.writes }) ?? true {
-                table.record(attributes, of: node, at: now, generation: generation)
+                table.record(attributes, of: node, at: now - age, generation: generation)
             }
             return node
         }

@@ -62,6 +62,9 @@ public struct WriteFailures: Sendable, Equatable {
 /// Every failure is the errno a local filesystem would give for the same call.
 public protocol ShareBackend: Sendable {
     func attributes(of path: String) throws(Errno) -> stat
+    /// A LOOKUP's answer: the name's attributes and how old they are. A share may answer
+    /// from what it fetched no longer than `window` (the drive's attribute timeout) ago.
+    func lookup(_ path: String, within window: Duration) throws(Errno) -> (attributes: stat, age: Duration)
     func attributes(of handle: BackendHandle) throws(Errno) -> stat
     func setAttributes(_ changes: AttributeChanges, of path: String, handle: BackendHandle?) throws(Errno) -> stat
     /// The directory's entries with their attributes, `.` and `..` included.
@@ -184,6 +187,10 @@ public struct ShareCapabilities: OptionSet, Sendable {
 
 extension ShareBackend {
     public var capabilities: ShareCapabilities { [] }
+
+    public func lookup(_ path: String, within window: Duration) throws(Errno) -> (attributes: stat, age: Duration) {
+        (try attributes(of: path), .zero)
+    }
 
     public func makeNode(_ path: String, mode: mode_t, device: dev_t, caller: Caller) throws(Errno) { throw Errno(EPERM) }
     public func symlink(target: String, at path: String, caller: Caller) throws(Errno) { throw Errno(EPERM) }
