@@ -3,7 +3,7 @@ import Glibc
 import Redirector
 import Testing
 
-/// Listings fetched ahead serve one opendir, only while fresh, and never after a change.
+/// Listings fetched ahead serve one opendir, and lookups, only while fresh, and never after a change.
 @Suite struct ListingAheadTests {
     private func entry(_ name: String, directory: Bool) -> DirectoryEntry {
         var attributes = stat()
@@ -49,5 +49,55 @@ import Testing
     @Test func aDirectoryWithTooManySubdirectoriesIsNotWalkedAhead() {
         let many = (0...ListingAhead.mostSubdirectories).map { entry("d\($0)", directory: true) }
         #expect(ListingAhead().claim(subdirectoriesOf: "", in: many).isEmpty)
+    }
+
+    @Test func lookupsAreFoundInTheListingTheFirstOneClaimed() {
+        let ahead = ListingAhead()
+        let first = ahead.lookup("file", in: "top", within: .seconds(1))
+        #expect(first.found == nil)
+        let epoch = try! #require(first.claim)
+        #expect(ahead.lookup("a", in: "top", within: .seconds(1)).claim == nil, "claimed twice")
+        ahead.listedForLookups("top", epoch: epoch, .entries(top))
+        let found = try! #require(ahead.lookup("file", in: "top", within: .seconds(1)).found)
+        #expect(found.0.st_mode & S_IFMT == S_IFREG && found.1 < .seconds(1))
+        // A name not in it is asked for, not denied: the server may match it another way.
+        let missing = ahead.lookup("FILE", in: "top", within: .seconds(1))
+        #expect(missing.found == nil && missing.claim == nil)
+        // No older than the lookup allows.
+        #expect(ahead.lookup("file", in: "top", within: .zero).found == nil)
+        // An opendir takes it whole.
+        #expect(ahead.take("top")?.map(\.name) == top.map(\.name))
+    }
+
+    @Test func aChangeForgetsTheListingLookupsUse() {
+        let ahead = ListingAhead()
+        let epoch = try! #require(ahead.lookup("file", in: "top", within: .seconds(1)).claim)
+        ahead.forget(parentOf: "top/file")
+        ahead.listedForLookups("top", epoch: epoch, .entries(top))
+        let after = ahead.lookup("file", in: "top", within: .seconds(1))
+        #expect(after.found == nil)
+        let again = try! #require(after.claim, "the forgotten claim is claimed again")
+        ahead.listedForLookups("top", epoch: again, .entries(top))
+        ahead.forget(parentOf: "top/a")
+        #expect(ahead.lookup("file", in: "top", within: .seconds(1)).found == nil)
+    }
+
+    @Test func aDirectoryTooLargeIsNotFetchedAgainForALifetime() {
+        let ahead = ListingAhead()
+        let epoch = try! #require(ahead.lookup("x", in: "big", within: .seconds(1)).claim)
+        ahead.listedForLookups("big", epoch: epoch, .tooLarge)
+        let next = ahead.lookup("y", in: "big", within: .seconds(1))
+        #expect(next.found == nil && next.claim == nil)
+    }
+
+    @Test func lookupsHoldABoundedNumberOfListings() {
+        let ahead = ListingAhead()
+        for n in 0..<ListingAhead.mostHeldForLookups {
+            let epoch = try! #require(ahead.lookup("f", in: "d\(n)", within: .seconds(1)).claim)
+            ahead.listedForLookups("d\(n)", epoch: epoch, .entries(top))
+        }
+        #expect(ahead.lookup("f", in: "one-more", within: .seconds(1)).claim == nil)
+        ahead.forget("d0")
+        #expect(ahead.lookup("f", in: "one-more", within: .seconds(1)).claim != nil)
     }
 }
