@@ -26,11 +26,17 @@ public final class DataBuffers: Sendable {
         guard count >= Self.smallest, var array = reuse(atLeast: count) else { return [UInt8](repeating: 0, count: count) }
         if array.count > count {
             array.removeLast(array.count - count)
-        } else if array.count < count {
-            array.append(contentsOf: repeatElement(0, count: count - array.count))
+        }
+        while array.count < count {
+            array.append(contentsOf: Self.zeros[..<min(Self.zeros.count, count - array.count)])
         }
         return array
     }
+
+    /// What lengthens a kept array: appended from contiguous storage it is a copy, where
+    /// `repeatElement` went element by element in a debug build, a third of a second per
+    /// megabyte (the tests' build: a mapped write's page-ins waited on the reader thread).
+    private static let zeros = [UInt8](repeating: 0, count: 64 << 10)
 
     /// An empty array with room for `capacity` bytes, to append to.
     public func take(capacity: Int) -> [UInt8] {
