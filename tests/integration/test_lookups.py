@@ -105,3 +105,13 @@ def test_a_directory_too_large_for_one_answer_is_listed_and_looked_up_whole(daem
     for name in some:
         assert os.stat(drive / "big" / name).st_size == 0
     assert set(os.listdir(drive / "big")) == names
+
+
+def test_a_name_the_listing_does_not_hold_is_asked_for(daemon, user_share):
+    """The server matches names in ways a listing does not show: smbd finds "F0" for "f0"."""
+    fill(user_share.path / "d", 3, size=1)
+    drive = daemon.use("q", user_share, *NATIVE)
+    os.stat(drive / "d" / "f1")
+    assert os.stat(drive / "d" / "F0").st_size == 1
+    with pytest.raises(FileNotFoundError):
+        os.stat(drive / "d" / "missing")
