@@ -43,19 +43,28 @@ extension Redirector {
         let path = try path(of: parent, name)
         if handles.withLock({ $0.isDeletePending(path) }) { throw Errno(ENOENT) }
         close(handles.withLock { $0.discardDeferred(at: path, subtree: directory) })
-        do {
-            try whileReleasing([path], subtree: directory, unlessHeld: !directory) { () throws(Errno) in
-                if directory {
-                    try backend.removeDirectory(path)
-                } else {
-                    try backend.unlink(path)
+        var tries = 0
+        while true {
+            tries += 1
+            do {
+                try whileReleasing([path], subtree: directory, unlessHeld: !directory) { () throws(Errno) in
+                    if directory {
+                        try backend.removeDirectory(path)
+                    } else {
+                        try backend.unlink(path)
+                    }
                 }
+                break
+            } catch where error.rawValue == EBUSY && !directory {
+                if let retired = handles.withLock({ $0.markDeletePending(path) }) {
+                    nodes.withLock { $0.detach(parent: parent, name: name) }
+                    close(retired)
+                    return
+                }
+                // Held when the share said busy, let go since: a RELEASE comes after close(2)
+                // has returned, so an unlink right after a close may meet it. Once more.
+                if tries > 1 { throw error }
             }
-        } catch where error.rawValue == EBUSY && !directory {
-            guard let retired = handles.withLock({ $0.markDeletePending(path) }) else { throw error }
-            nodes.withLock { $0.detach(parent: parent, name: name) }
-            close(retired)
-            return
         }
         handles.withLock { $0.unlinked(path, subtree: directory) }
         nodes.withLock { $0.detach(parent: parent, name: name) }
