@@ -191,6 +191,12 @@ final class ListingAhead: Sendable {
     /// Forgets the listing of the directory that holds `path`.
     func forget(parentOf path: String) {
         guard held.load(ordering: .acquiring) > 0 else { return }
-        forget(path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "")
+        forget(Self.split(path).directory)
+    }
+
+    /// A share path's directory ("" for the top) and last name.
+    static func split(_ path: String) -> (directory: String, name: String) {
+        guard let slash = path.lastIndex(of: "/") else { return ("", path) }
+        return (String(path[..<slash]), String(path[path.index(after: slash)...]))
     }
 }

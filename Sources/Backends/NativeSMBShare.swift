@@ -305,13 +305,11 @@ public final class NativeSMBShare: ShareBackend {
     /// about to change.
     public func lookup(_ path: String, within window: Duration) throws(Errno) -> (attributes: Glibc.stat, age: Duration) {
         guard window > .zero, !path.isEmpty else { return (try attributes(of: path), .zero) }
-        let slash = path.lastIndex(of: "/")
-        let directory = slash.map { String(path[..<$0]) } ?? ""
-        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        let (directory, name) = ListingAhead.split(path)
         let known = listingAhead.lookup(name, in: directory, within: window)
         if let found = known.found { return found }
-        settle(path: path)
         guard let epoch = known.claim else { return (try attributes(of: path), .zero) }
+        settle(path: path)
         guard behind.isIdle else {
             listingAhead.listedForLookups(directory, epoch: epoch, .failed)
             return (try attributes(of: path), .zero)

@@ -43,9 +43,7 @@ extension Redirector {
         let path = try path(of: parent, name)
         if handles.withLock({ $0.isDeletePending(path) }) { throw Errno(ENOENT) }
         close(handles.withLock { $0.discardDeferred(at: path, subtree: directory) })
-        var tries = 0
-        while true {
-            tries += 1
+        for attempt in 1...2 {
             do {
                 try whileReleasing([path], subtree: directory, unlessHeld: !directory) { () throws(Errno) in
                     if directory {
@@ -63,7 +61,7 @@ extension Redirector {
                 }
                 // Held when the share said busy, let go since: a RELEASE comes after close(2)
                 // has returned, so an unlink right after a close may meet it. Once more.
-                if tries > 1 { throw error }
+                if attempt == 2 { throw error }
             }
         }
         handles.withLock { $0.unlinked(path, subtree: directory) }
