@@ -304,7 +304,10 @@ public final class NativeSMBShare: ShareBackend {
     /// answer. Not while a write-behind is on its way: the listing would show sizes it is
     /// about to change.
     public func lookup(_ path: String, within window: Duration) throws(Errno) -> (attributes: Glibc.stat, age: Duration) {
-        guard window > .zero, !path.isEmpty else { return (try attributes(of: path), .zero) }
+        // A file open here is asked for as before: a lease break on its way (another client's
+        // overwrite) reaches the drive before the answer to a request sent after it, never
+        // before an answer from a listing.
+        guard window > .zero, !path.isEmpty, !isOpen(path, below: false) else { return (try attributes(of: path), .zero) }
         let (directory, name) = ListingAhead.split(path)
         let known = listingAhead.lookup(name, in: directory, within: window)
         if let found = known.found { return found }
